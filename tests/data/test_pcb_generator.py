@@ -1,0 +1,129 @@
+"""Tests for the procedural PCB dataset: determinism, class balance, boxes, safety, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.data.pcb_generator import (
+    CLASSES,
+    SPLITS,
+    PCBSpec,
+    _render,
+    class_counts,
+    generate_dataset,
+    render_board,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = PCBSpec(image_size=48, num_train=14, num_val=6, num_test=5, good_fraction=0.4, seed=3)
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("pcb") / "ds", TINY, progress=False)
+
+
+def test_deterministic_and_seed_sensitive(tiny: Path, tmp_path: Path) -> None:
+    again = generate_dataset(tmp_path / "again", TINY, progress=False, workers=1)
+    assert _files(again) == _files(tiny)
+    other = generate_dataset(tmp_path / "other", replace(TINY, seed=4), False)
+    assert _files(other) != _files(tiny)
+    assert PCBSpec(seed=4).digest() != PCBSpec().digest() == PCBSpec().digest()
+
+
+def test_parallel_rendering_matches_serial(tmp_path: Path) -> None:
+    spec = PCBSpec(image_size=32, num_train=300, num_val=0, num_test=0, seed=1)
+    serial = generate_dataset(tmp_path / "serial", spec, progress=False, workers=1)
+    pooled = generate_dataset(tmp_path / "pooled", spec, progress=False, workers=2)
+    assert _files(serial) == _files(pooled)
+
+
+def test_exact_class_counts_per_split(tiny: Path) -> None:
+    meta = json.loads((tiny / "metadata.json").read_text())
+    assert meta["classes"] == list(CLASSES) and meta["digest"] == TINY.digest()
+    counts = Counter((m["split"], m["label"]) for m in meta["images"])
+    for split in SPLITS:
+        expected = class_counts(getattr(TINY, f"num_{split}"), TINY.good_fraction)
+        assert {c: counts[(split, c)] for c in CLASSES} == expected
+        assert all(expected[c] > 0 for c in CLASSES)
+        on_disk = {c: len(list((tiny / split / c).glob("*.png"))) for c in CLASSES}
+        assert on_disk == expected
+
+
+def test_metadata_paths_and_boxes(tiny: Path) -> None:
+    from PIL import Image
+
+    for m in json.loads((tiny / "metadata.json").read_text())["images"]:
+        path = tiny / m["path"]
+        assert path.is_file() and m["path"] == f"{m['split']}/{m['label']}/{path.name}"
+        with Image.open(path) as img:
+            assert img.size == (TINY.image_size, TINY.image_size) and img.mode == "RGB"
+        if m["label"] == "good":
+            assert m["bbox"] is None
+        else:
+            x0, y0, x1, y1 = m["bbox"]
+            assert 0 <= x0 < x1 <= TINY.image_size and 0 <= y0 < y1 <= TINY.image_size
+
+
+def test_imbalanced_fraction() -> None:
+    counts = class_counts(1000, 0.95)
+    assert counts["good"] == 950 and sum(counts.values()) == 1000
+    assert sorted(counts[c] for c in CLASSES[1:]) == [16, 17, 17]
+
+
+def test_reuse_and_refuse_foreign_folder(tiny: Path, tmp_path: Path) -> None:
+    before = (tiny / "metadata.json").stat().st_mtime_ns
+    assert generate_dataset(tiny, TINY, progress=False) == tiny
+    assert (tiny / "metadata.json").stat().st_mtime_ns == before
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "notes.txt").write_text("precious")
+    with pytest.raises(FileExistsError):
+        generate_dataset(user, TINY, progress=False)
+    assert _files(user) == {"notes.txt": b"precious"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temp folder left behind
+    with pytest.raises(FileExistsError):  # a dataset of another spec is not overwritten either
+        generate_dataset(tiny, replace(TINY, seed=9), progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"image_size": 16}, {"num_val": -1}, {"good_fraction": 1.5}, {"good_fraction": -0.1}],
+)
+def test_bad_spec_raises(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        PCBSpec(**kwargs)
+
+
+def test_cli_bad_argument_exits_2(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(REPO / "scripts/make_pcb_dataset.py"), "--out", str(tmp_path / "d")]
+    proc = subprocess.run([*cmd, "--good-fraction", "2"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "good_fraction" in proc.stderr
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("label", CLASSES[1:])
+def test_defect_is_visible_inside_its_box(label: str) -> None:
+    for index in range(6):
+        seed = [11, CLASSES.index(label), index]
+        img, box = _render(np.random.default_rng(seed), label, 128)
+        clean, _ = _render(np.random.default_rng(seed), label, 128, with_defect=False)
+        assert img.tobytes() == render_board(np.random.default_rng(seed), label, 128)[0].tobytes()
+        diff = np.abs(np.asarray(img, float) - np.asarray(clean, float)).sum(-1)
+        inside = np.zeros(diff.shape, bool)
+        inside[box[1] : box[3], box[0] : box[2]] = True
+        assert diff[inside].mean() > 15, (label, index, diff[inside].mean())
+        assert diff[~inside].mean() < 1.0, (label, index, diff[~inside].mean())

@@ -1,0 +1,96 @@
+"""Pretrained weights through timm's real loading path; offline never hangs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from trainer.errors import ConfigError, PretrainedWeightsError
+from trainer.models.backbone import create_backbone, hub_reachable, preprocessing_of
+
+
+@pytest.fixture
+def weights_file(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A 'pretrained' test_resnet with a 1000-class head, saved as safetensors."""
+    torch.manual_seed(0)
+    source = timm.create_model("test_resnet", num_classes=1000)
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    path = tmp_path / "test_resnet.safetensors"
+    save_file(state, str(path))
+    return path, state
+
+
+@pytest.mark.parametrize("as_torch_file", [False, True])
+def test_local_weights_load_with_new_head(
+    weights_file, tmp_path: Path, as_torch_file: bool
+) -> None:
+    path, state = weights_file
+    if as_torch_file:
+        path = tmp_path / "weights.pth"
+        torch.save(state, path)
+    net, loaded = create_backbone("test_resnet", num_classes=3, pretrained_path=str(path))
+    assert loaded
+    assert net.get_classifier().out_features == 3
+    own = net.state_dict()
+    backbone_keys = [k for k in state if not k.startswith("fc.")]
+    assert backbone_keys
+    for key in backbone_keys:
+        assert torch.equal(own[key], state[key]), key
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PretrainedWeightsError, match="does not exist"):
+        create_backbone("test_resnet", 2, pretrained_path=str(tmp_path / "nope.safetensors"))
+
+
+def test_wrong_weights_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "other.safetensors"
+    save_file({"unrelated": torch.zeros(3)}, str(path))
+    with pytest.raises(PretrainedWeightsError, match="matches only 0 of"):
+        create_backbone("test_resnet", 2, pretrained_path=str(path))
+
+
+def test_offline_hub_falls_back_quickly(monkeypatch, caplog) -> None:
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    assert not hub_reachable()
+    start = time.monotonic()
+    net, loaded = create_backbone("resnet18", num_classes=2, pretrained=True)
+    assert time.monotonic() - start < 10
+    assert not loaded
+    assert net.get_classifier().out_features == 2
+    assert "random initialisation" in caplog.text
+
+
+def test_require_pretrained_offline_is_an_error(monkeypatch) -> None:
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PretrainedWeightsError, match="model.pretrained_path"):
+        create_backbone("resnet18", num_classes=2, pretrained=True, require_pretrained=True)
+
+
+def test_unknown_backbone_names_close_matches() -> None:
+    with pytest.raises(ConfigError, match="resnet18"):
+        create_backbone("resnet19x", num_classes=2, pretrained=False)
+
+
+def test_preprocessing_follows_the_backbone() -> None:
+    net = timm.create_model("resnet18", num_classes=2)
+    pre = preprocessing_of(net)
+    assert pre["input_size"] == [3, 224, 224]
+    assert pre["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert preprocessing_of(net, 96)["resize"] == [96, 96]
+
+
+def test_not_a_weights_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.pth"
+    path.write_text("not weights")
+    with pytest.raises(PretrainedWeightsError, match="could not be loaded"):
+        create_backbone("test_resnet", 2, pretrained_path=str(path))

@@ -1,0 +1,122 @@
+"""The whole pipeline on tiny data: fast run, overfitting, checkpoints, resume, TensorBoard."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from trainer.checkpoint import checkpoint_metadata, load_checkpoint
+from trainer.errors import CheckpointError
+from trainer.train import train
+
+
+def events(run: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "histograms": 0})
+    acc.Reload()
+    return acc
+
+
+def test_debug_fast_runs_every_stage(tiny_cfg) -> None:
+    metrics = train(tiny_cfg("debug=fast"))
+    assert "test/acc" in metrics and 0 <= metrics["test/acc"] <= 1
+    assert "val/f1" in metrics
+
+
+def test_overfits_a_few_batches(tiny_cfg) -> None:
+    cfg = tiny_cfg(
+        "debug=overfit",
+        "trainer.overfit_batches=2",
+        "trainer.max_epochs=25",
+        "model.optimizer.lr=3e-3",
+        "model.scheduler=null",
+        "test=false",
+        "callbacks.model_checkpoint=null",
+        "~logger",
+    )
+    metrics = train(cfg)
+    assert metrics["train/acc"] >= 0.95, metrics
+
+
+@pytest.fixture
+def trained(tiny_cfg) -> tuple[Path, dict[str, float]]:
+    """Two tiny epochs with every callback and the TensorBoard logger."""
+    cfg = tiny_cfg("trainer.max_epochs=2", "trainer.log_every_n_steps=1")
+    metrics = train(cfg)
+    return Path(cfg.paths.output_dir), metrics
+
+
+def test_checkpoints_describe_themselves(trained) -> None:
+    run, _ = trained
+    ckpts = sorted((run / "checkpoints").glob("*.ckpt"))
+    assert {p.name for p in ckpts} >= {"last.ckpt"} and len(ckpts) >= 2
+    meta = checkpoint_metadata(run / "checkpoints" / "last.ckpt")
+    assert meta["class_names"] == [
+        "good",
+        "misplaced_component",
+        "missing_component",
+        "solder_bridge",
+    ]
+    assert meta["backbone"] == "test_resnet"
+    assert meta["preprocessing"]["input_size"] == [3, 64, 64]
+    assert len(meta["data"]["fingerprint"]) == 64
+    assert meta["data"]["counts"]["train"]["good"] > 0
+    assert meta["config"]["model"]["backbone"] == "test_resnet"
+    assert "git_commit" in meta["lineage"] and "git_dirty" in meta["lineage"]
+
+
+def test_tensorboard_has_the_promised_tags(trained) -> None:
+    run, _ = trained
+    acc = events(run)
+    tags = acc.Tags()
+    for scalar in ("train/loss_step", "train/acc", "val/loss", "val/acc", "val/f1", "val/auroc"):
+        assert scalar in tags["scalars"], (scalar, tags["scalars"])
+    assert any(t.startswith("lr-") for t in tags["scalars"])
+    assert "val/auroc_pass_fail" in tags["scalars"]
+    assert {"samples/train", "samples/val"} <= set(tags["images"])
+    assert any(t.startswith("weights/") for t in tags["histograms"])
+    assert tags["graph"]
+    hparams = [t for t in tags["tensors"] if "hparams" in t] + [
+        t for t in tags.get("scalars", []) if t.startswith("hparams/")
+    ]
+    assert hparams, tags
+
+
+def test_resume_continues_from_the_checkpoint(trained, tiny_cfg) -> None:
+    run, _ = trained
+    last = run.parent / "saved_last.ckpt"
+    shutil.copy(run / "checkpoints" / "last.ckpt", last)
+    before = load_checkpoint(last)
+    assert before["epoch"] == 1
+    cfg = tiny_cfg(f"ckpt_path={last}", "trainer.max_epochs=3", "test=false")
+    train(cfg)
+    resumed = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    assert resumed["epoch"] == 2
+    steps_per_epoch = before["global_step"] // 2
+    assert resumed["global_step"] == before["global_step"] + steps_per_epoch
+    assert resumed["optimizer_states"][0]["state"], "optimizer state was not restored"
+
+
+def test_checkpoint_with_other_classes_is_refused(trained, tiny_cfg, tmp_path: Path) -> None:
+    run, _ = trained
+    other = tmp_path / "other"
+    for name in ("cat", "dog"):
+        (other / name).mkdir(parents=True)
+        for i in range(4):
+            torch.manual_seed(i)
+            from PIL import Image
+
+            Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(other / name / f"{i}.png")
+    cfg = tiny_cfg("data=folder", f"data.root={other}", f"ckpt_path={run}/checkpoints/last.ckpt")
+    with pytest.raises(CheckpointError, match="trained on classes"):
+        train(cfg)
+
+
+def test_not_a_checkpoint_is_refused(tiny_cfg, tmp_path: Path) -> None:
+    fake = tmp_path / "fake.ckpt"
+    fake.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="fake.ckpt"):
+        train(tiny_cfg(f"ckpt_path={fake}"))

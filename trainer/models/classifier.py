@@ -1,0 +1,174 @@
+"""The LightningModule: a timm backbone with a new head, fine-tuned with a lower backbone lr.
+
+Batches arrive as uint8 images; they are scaled and normalised on the device (after the
+transfer), so data workers only decode and crop, and every consumer shares one preprocessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainer.models.backbone import create_backbone, preprocessing_of
+from trainer.models.metrics import SplitMetrics
+
+
+class ImageClassifier(L.LightningModule):
+    """Fine-tunes ``backbone`` for ``class_names``.
+
+    Args:
+        backbone: timm model name.
+        class_names: the dataset's classes, in label order; stored in every checkpoint.
+        pretrained, pretrained_path, require_pretrained: see ``create_backbone``.
+        input_size: square input side; None takes the backbone's pretrained size.
+        drop_rate: dropout before the classifier.
+        label_smoothing: cross-entropy label smoothing.
+        freeze_backbone_epochs: epochs that train the head only (applied by BackboneFreeze).
+        backbone_lr_ratio: backbone lr as a share of the head's.
+        compile: torch.compile the network.
+        model_kwargs: extra keyword arguments of ``timm.create_model``.
+        optimizer: partial optimizer, called with the param groups.
+        scheduler: partial schedule, called with the optimizer and ``total_steps``.
+        good_class: the pass class for pass/fail AUROC.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        class_names: list[str],
+        pretrained: bool = True,
+        pretrained_path: str | None = None,
+        require_pretrained: bool = False,
+        input_size: int | None = None,
+        drop_rate: float = 0.0,
+        label_smoothing: float = 0.0,
+        freeze_backbone_epochs: int = 0,
+        backbone_lr_ratio: float = 0.1,
+        compile: bool = False,
+        model_kwargs: dict[str, Any] | None = None,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        good_class: str | None = "good",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.class_names = list(class_names)
+        self.net, self.pretrained_loaded = create_backbone(
+            backbone,
+            num_classes=len(self.class_names),
+            pretrained=pretrained,
+            pretrained_path=pretrained_path,
+            require_pretrained=require_pretrained,
+            drop_rate=drop_rate,
+            **dict(model_kwargs or {}),
+        )
+        self.preprocessing = preprocessing_of(self.net, input_size)
+        self.register_buffer(
+            "mean", torch.tensor(self.preprocessing["mean"]).view(1, 3, 1, 1) * 255
+        )
+        self.register_buffer("std", torch.tensor(self.preprocessing["std"]).view(1, 3, 1, 1) * 255)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.train_metrics = SplitMetrics(self.class_names, good_class)
+        self.val_metrics = SplitMetrics(self.class_names, good_class)
+        self.test_metrics = SplitMetrics(self.class_names, good_class)
+        self.run_metadata: dict[str, Any] = {}
+        side = self.preprocessing["input_size"][-1]
+        self.example_input_array = torch.zeros(1, 3, side, side)
+        if compile:
+            self.net.compile()  # in place: state-dict keys stay those of the plain network
+
+    @property
+    def head(self) -> nn.Module:
+        return self.net.get_classifier()
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        head_ids = {id(p) for p in self.head.parameters()}
+        return [p for p in self.net.parameters() if id(p) not in head_ids]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits of normalised float images (N, 3, H, W)."""
+        return self.net(x)
+
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 (or 0-255 float) images to the backbone's normalised float input."""
+        return (images.float() - self.mean) / self.std
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if isinstance(batch, Tensor):  # example_input_array (graph, summary): already float
+            return batch
+        images, target = batch
+        return self.normalize(images), target
+
+    def _step(self, batch: tuple[Tensor, Tensor], metrics: SplitMetrics) -> tuple[Tensor, Tensor]:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        metrics.update(logits.detach(), y)
+        return loss, logits
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        loss, _ = self._step(batch, self.train_metrics)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, _ = self._step(batch, self.val_metrics)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        loss, _ = self._step(batch, self.test_metrics)
+        self.log("test/loss", loss, on_epoch=True)
+
+    def _log_split(self, metrics: SplitMetrics, prefix: str) -> None:
+        values = metrics.compute(prefix)
+        acc = values.pop(f"{prefix}/acc")
+        self.log(f"{prefix}/acc", acc, prog_bar=prefix != "test", sync_dist=True)
+        self.log_dict(values, sync_dist=True)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_split(self.train_metrics, "train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_split(self.val_metrics, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_split(self.test_metrics, "test")
+
+    def configure_optimizers(self) -> Any:
+        lr = self.optimizer_factory.keywords.get("lr", 1e-3)
+        groups = [
+            {"params": list(self.head.parameters()), "lr": lr, "name": "head"},
+            {
+                "params": self.backbone_parameters(),
+                "lr": lr * self.hparams.backbone_lr_ratio,
+                "name": "backbone",
+            },
+        ]
+        optimizer = self.optimizer_factory(groups)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["trainer_metadata"] = {
+            **self.run_metadata,
+            "class_names": self.class_names,
+            "preprocessing": self.preprocessing,
+            "backbone": self.hparams.backbone,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.run_metadata = dict(checkpoint.get("trainer_metadata", {}))

@@ -1,0 +1,135 @@
+"""``train(cfg)``: instantiate data, model, callbacks, loggers and Trainer from the config, fit,
+test the best checkpoint, and return the metrics (a sweeper optimises ``cfg.optimized_metric``).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor
+from omegaconf import DictConfig, OmegaConf
+
+from trainer.checkpoint import check_classes
+from trainer.models.backbone import check_name
+from trainer.utils.lineage import lineage
+from trainer.utils.loggers import tensorboard_logger
+from trainer.utils.rich_utils import console, print_config_tree, print_metrics_table
+
+log = logging.getLogger(__name__)
+
+# Lightning's advice that does not apply here: the module normalises batches on purpose, and
+# the loaders of in-memory data need no worker processes.
+warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)`? is deprecated.*")
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a callbacks/logger group that has a ``_target_``."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(c) for c in group.values() if c and "_target_" in c]
+
+
+def default_precision(accelerator: str) -> str:
+    """bf16 mixed precision where the GPU supports it, full precision elsewhere."""
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> L.Trainer:
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_cfg.get("precision") is None:
+        trainer_cfg["precision"] = default_precision(str(trainer_cfg.get("accelerator", "auto")))
+    return hydra.utils.instantiate(trainer_cfg, callbacks=callbacks, logger=loggers)
+
+
+def _log_once() -> None:
+    """Lightning adds its own console handler; under Hydra's root handlers every line came twice."""
+    if logging.getLogger().hasHandlers():
+        logging.getLogger("lightning").handlers.clear()
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and test as the config says; return every logged metric as a float."""
+    _log_once()
+    if cfg.get("print_config"):
+        print_config_tree(cfg)
+    L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision("high")
+
+    check_name(cfg.model.backbone)  # before minutes of data preparation
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()
+    class_names = datamodule.class_names
+    if cfg.get("ckpt_path"):
+        check_classes(cfg.ckpt_path, class_names)
+
+    model = hydra.utils.instantiate(
+        cfg.model, class_names=class_names, good_class=cfg.data.get("good_class")
+    )
+    datamodule.set_preprocessing(model.preprocessing)
+    model.run_metadata = {
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "lineage": lineage(cfg.paths.root_dir),
+        "data": datamodule.summary(),
+    }
+
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    if not loggers:  # nothing to monitor the learning rate into
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = build_trainer(cfg, callbacks, loggers)
+    output_dir = Path(cfg.paths.output_dir)
+    if trainer.is_global_zero:
+        console.print(f"Run folder: [bold]{output_dir}[/bold]", soft_wrap=True)
+        if tensorboard_logger(trainer):
+            console.print(
+                f"TensorBoard: [bold]tensorboard --logdir {output_dir}[/bold]", soft_wrap=True
+            )
+
+    if cfg.get("train"):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    if cfg.get("test"):
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if cfg.get("train") and not best and not trainer.fast_dev_run:
+            log.warning("No best checkpoint was saved: testing the current weights.")
+        trainer.test(
+            model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True
+        )
+        test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if "test/" in k}
+        metrics.update(test_metrics)
+        if trainer.is_global_zero:
+            print_metrics_table(test_metrics)
+
+    _log_hparams(trainer, cfg, metrics)
+    if trainer.is_global_zero and getattr(trainer.checkpoint_callback, "best_model_path", ""):
+        best = trainer.checkpoint_callback.best_model_path
+        console.print(f"Best checkpoint: [bold]{best}[/bold]", soft_wrap=True)
+    return metrics
+
+
+def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """The hparams tab of TensorBoard: the config's knobs next to the final metrics."""
+    tb = tensorboard_logger(trainer)
+    if tb is None:
+        return
+    params = {
+        "backbone": cfg.model.backbone,
+        "input_size": str(cfg.model.input_size),
+        "lr": cfg.model.optimizer.lr,
+        "batch_size": cfg.data.batch_size,
+        "max_epochs": cfg.trainer.max_epochs,
+        "pretrained": cfg.model.pretrained,
+        "seed": cfg.seed,
+    }
+    final = {f"hparams/{k}": v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+    tb.log_hyperparams(params, metrics=final)
