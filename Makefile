@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: help install train test test-fast lint format tensorboard clean
+.PHONY: help install train eval explain history test test-fast test-slurm lint format validate export serve tensorboard clean bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test: install  ## the whole test suite (slow tests included); no test collected 
 test-fast: install  ## the suite without tests marked slow
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
+test-slurm: install  ## a real one-node SLURM cluster (root): DDP job via Hydra, requeued once, resumed
+	scripts/slurm/ci_cluster.sh
+
 lint: install  ## ruff check and format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -34,6 +37,30 @@ lint: install  ## ruff check and format check
 format: install  ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+validate: install  ## python scripts/validate_data.py $(ARGS): check a dataset (README: Data contract)
+	$(PY) scripts/validate_data.py $(ARGS)
+
+export: install  ## python scripts/export.py ckpt_path=$(CKPT) $(ARGS): a deployment bundle
+	@test -n "$(CKPT)" || { echo "make export: give CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
+	$(PY) scripts/export.py ckpt_path=$(CKPT) $(ARGS)
+
+serve: install  ## python -m trainer.serve $(BUNDLE) $(ARGS): serve a bundle on 127.0.0.1:8000
+	@test -n "$(BUNDLE)" || { echo "make serve: give BUNDLE=path/to/bundle" >&2; exit 2; }
+	$(PY) -m trainer.serve $(BUNDLE) $(ARGS)
+
+eval: install  ## python eval.py $(ARGS): evaluate a checkpoint (ARGS="ckpt_path=... 'gate.min={test/f1:0.95}'")
+	$(PY) eval.py $(ARGS)
+
+explain: install  ## python scripts/explain.py ckpt_path=$(CKPT) $(ARGS): feature maps, Grad-CAM, worst mistakes
+	@test -n "$(CKPT)" || { echo "make explain: give CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
+	$(PY) scripts/explain.py ckpt_path=$(CKPT) $(ARGS)
+
+history: install  ## python scripts/history.py $(ARGS): the run history (list, compare, plot, regressions)
+	$(PY) scripts/history.py $(ARGS)
+
+bench: install  ## python scripts/benchmark.py $(ARGS): ours vs a raw PyTorch loop, input pipeline, time to accuracy
+	$(PY) scripts/benchmark.py $(ARGS)
 
 tensorboard: install  ## TensorBoard over every run in outputs/ (http://127.0.0.1:6006)
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006

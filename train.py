@@ -8,6 +8,7 @@ Examples:
 """
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -18,13 +19,19 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from trainer.gate import exit_on_gate_failure
     from trainer.train import train
     from trainer.utils.entry import run_reporting_errors
 
-    metrics = run_reporting_errors(train, cfg)
+    metrics = run_reporting_errors(exit_on_gate_failure, train, cfg)
     metric = cfg.get("optimized_metric")
     return metrics.get(metric) if metric else None
 
 
 if __name__ == "__main__":
+    from trainer.distributed import hydra_overrides_for_rank
+    from trainer.gate import rewrite_gate_args
+
+    sys.argv = rewrite_gate_args(sys.argv)  # gate.min.test/f1=0.95 -> 'gate.min={test/f1:0.95}'
+    sys.argv += hydra_overrides_for_rank(sys.argv)  # srun's ranks > 0: no .hydra/ of their own
     main()

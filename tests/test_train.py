@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from trainer.checkpoint import checkpoint_metadata, load_checkpoint
@@ -103,13 +104,12 @@ def test_resume_continues_from_the_checkpoint(trained, tiny_cfg) -> None:
 def test_checkpoint_with_other_classes_is_refused(trained, tiny_cfg, tmp_path: Path) -> None:
     run, _ = trained
     other = tmp_path / "other"
+    rng = np.random.default_rng(0)
     for name in ("cat", "dog"):
         (other / name).mkdir(parents=True)
         for i in range(4):
-            torch.manual_seed(i)
-            from PIL import Image
-
-            Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(other / name / f"{i}.png")
+            pixels = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(other / name / f"{i}.png")
     cfg = tiny_cfg("data=folder", f"data.root={other}", f"ckpt_path={run}/checkpoints/last.ckpt")
     with pytest.raises(CheckpointError, match="trained on classes"):
         train(cfg)

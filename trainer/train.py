@@ -16,7 +16,19 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.checkpoint import check_classes
+from trainer.checkpoint_io import with_atomic_io
+from trainer.data.contract import contract_before_training
+from trainer.distributed import (
+    apply_batch_rule,
+    check_freeze_under_ddp,
+    env_rank_is_zero,
+    fit_sync_batchnorm,
+    quiet_other_ranks,
+)
+from trainer.evaluate import finish_training
+from trainer.finetune import check_finetune_options, load_parent
 from trainer.models.backbone import check_name
+from trainer.resume import resolve_ckpt_path
 from trainer.utils.lineage import lineage
 from trainer.utils.loggers import tensorboard_logger
 from trainer.utils.rich_utils import console, print_config_tree, print_metrics_table
@@ -37,17 +49,26 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(c) for c in group.values() if c and "_target_" in c]
 
 
+def on_gpu(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def default_precision(accelerator: str) -> str:
     """bf16 mixed precision where the GPU supports it, full precision elsewhere."""
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if on_gpu(accelerator) and torch.cuda.is_bf16_supported() else "32-true"
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> L.Trainer:
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg = fit_sync_batchnorm(OmegaConf.to_container(cfg.trainer, resolve=True))
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
     if trainer_cfg.get("precision") is None:
-        trainer_cfg["precision"] = default_precision(str(trainer_cfg.get("accelerator", "auto")))
-    return hydra.utils.instantiate(trainer_cfg, callbacks=callbacks, logger=loggers)
+        trainer_cfg["precision"] = default_precision(accelerator)
+    if trainer_cfg.get("benchmark") is None and not trainer_cfg.get("deterministic"):
+        trainer_cfg["benchmark"] = on_gpu(accelerator)  # cudnn picks the fastest kernels
+    plugins = with_atomic_io(list(hydra.utils.instantiate(trainer_cfg.pop("plugins", None) or [])))
+    return hydra.utils.instantiate(
+        trainer_cfg, callbacks=callbacks, logger=loggers, plugins=plugins
+    )
 
 
 def _log_once() -> None:
@@ -59,7 +80,9 @@ def _log_once() -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test as the config says; return every logged metric as a float."""
     _log_once()
-    if cfg.get("print_config"):
+    quiet_other_ranks()
+    check_finetune_options(cfg)
+    if cfg.get("print_config") and env_rank_is_zero():
         print_config_tree(cfg)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
@@ -68,24 +91,38 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()
     class_names = datamodule.class_names
-    if cfg.get("ckpt_path"):
-        check_classes(cfg.ckpt_path, class_names)
+    ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path, or the run folder's newest (resume=auto)
+    if ckpt_path:
+        check_classes(ckpt_path, class_names)
+    data_summary = datamodule.summary()  # its fingerprint also goes into the data contract
+    data_contract = contract_before_training(cfg, datamodule, data_summary["fingerprint"])
 
     model = hydra.utils.instantiate(
-        cfg.model, class_names=class_names, good_class=cfg.data.get("good_class")
+        cfg.model,
+        class_names=class_names,
+        good_class=cfg.data.get("good_class"),
+        # weights come from the parent: no hub look-up
+        **({"pretrained": False} if cfg.get("finetune_from") else {}),
     )
     datamodule.set_preprocessing(model.preprocessing)
     model.run_metadata = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "lineage": lineage(cfg.paths.root_dir),
-        "data": datamodule.summary(),
+        "data": data_summary,
     }
+    if data_contract:
+        model.run_metadata["data_contract"] = data_contract
+    if cfg.get("finetune_from"):
+        parent = load_parent(model, cfg.finetune_from, reset_head=cfg.get("reset_head", False))
+        model.run_metadata["parent_checkpoint"] = parent
 
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # nothing to monitor the learning rate into
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = build_trainer(cfg, callbacks, loggers)
+    model.run_metadata["batch"] = apply_batch_rule(cfg, trainer, model)
+    check_freeze_under_ddp(trainer, model)
     output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         console.print(f"Run folder: [bold]{output_dir}[/bold]", soft_wrap=True)
@@ -95,7 +132,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
 
     if cfg.get("train"):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     if cfg.get("test"):
@@ -114,7 +151,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero and getattr(trainer.checkpoint_callback, "best_model_path", ""):
         best = trainer.checkpoint_callback.best_model_path
         console.print(f"Best checkpoint: [bold]{best}[/bold]", soft_wrap=True)
-    return metrics
+    # operating point into the best checkpoint, report, model card, run history, gate
+    return finish_training(cfg, trainer, model, datamodule, metrics)
 
 
 def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
@@ -127,6 +165,9 @@ def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float])
         "input_size": str(cfg.model.input_size),
         "lr": cfg.model.optimizer.lr,
         "batch_size": cfg.data.batch_size,
+        "global_batch_size": trainer.world_size
+        * cfg.data.batch_size
+        * (cfg.trainer.get("accumulate_grad_batches") or 1),
         "max_epochs": cfg.trainer.max_epochs,
         "pretrained": cfg.model.pretrained,
         "seed": cfg.seed,

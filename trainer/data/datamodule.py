@@ -36,6 +36,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         good_class: the pass class (used by metrics; kept here because it names data).
         pin_memory: pinned host memory, or "auto" (when CUDA is available).
         augment: transforms for training uint8 tensors (torchvision.transforms.v2).
+        validate: the data checks before training: strict | warn | off (run by train.py,
+            see trainer.data.contract.check_before_training).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         good_class: str | None = "good",
         pin_memory: bool | str = "auto",
         augment: Sequence[Any] | None = None,
+        validate: str = "warn",
     ) -> None:
         super().__init__()
         if int(batch_size) < 1:
@@ -64,6 +67,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.good_class = good_class
         self.pin_memory = pin_memory
         self.augment = v2.Compose(list(augment)) if augment else None
+        self.validate = validate
         self.preprocessing: dict[str, Any] | None = None
         self._scan: FolderSplits | None = None
         self.datasets: dict[str, ImageSamples] = {}

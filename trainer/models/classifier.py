@@ -6,6 +6,7 @@ transfer), so data workers only decode and crop, and every consumer shares one p
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ class ImageClassifier(L.LightningModule):
         freeze_backbone_epochs: epochs that train the head only (applied by BackboneFreeze).
         backbone_lr_ratio: backbone lr as a share of the head's.
         compile: torch.compile the network.
+        channels_last: NHWC memory format ("auto": on CUDA, where convolutions gain from it).
         model_kwargs: extra keyword arguments of ``timm.create_model``.
         optimizer: partial optimizer, called with the param groups.
         scheduler: partial schedule, called with the optimizer and ``total_steps``.
@@ -50,6 +52,7 @@ class ImageClassifier(L.LightningModule):
         freeze_backbone_epochs: int = 0,
         backbone_lr_ratio: float = 0.1,
         compile: bool = False,
+        channels_last: bool | str = "auto",
         model_kwargs: dict[str, Any] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
@@ -78,6 +81,7 @@ class ImageClassifier(L.LightningModule):
         self.val_metrics = SplitMetrics(self.class_names, good_class)
         self.test_metrics = SplitMetrics(self.class_names, good_class)
         self.run_metadata: dict[str, Any] = {}
+        self._channels_last_applied = False
         side = self.preprocessing["input_size"][-1]
         self.example_input_array = torch.zeros(1, 3, side, side)
         if compile:
@@ -99,11 +103,22 @@ class ImageClassifier(L.LightningModule):
         """uint8 (or 0-255 float) images to the backbone's normalised float input."""
         return (images.float() - self.mean) / self.std
 
+    @property
+    def use_channels_last(self) -> bool:
+        wanted = self.hparams.get("channels_last", "auto")
+        return self.device.type == "cuda" if wanted == "auto" else bool(wanted)
+
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if isinstance(batch, Tensor):  # example_input_array (graph, summary): already float
             return batch
         images, target = batch
-        return self.normalize(images), target
+        x = self.normalize(images)
+        if self.use_channels_last:
+            if not self._channels_last_applied:  # here the weights are on their device
+                self.net.to(memory_format=torch.channels_last)
+                self._channels_last_applied = True
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, target
 
     def _step(self, batch: tuple[Tensor, Tensor], metrics: SplitMetrics) -> tuple[Tensor, Tensor]:
         x, y = batch
@@ -119,11 +134,11 @@ class ImageClassifier(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, _ = self._step(batch, self.val_metrics)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, _ = self._step(batch, self.test_metrics)
-        self.log("test/loss", loss, on_epoch=True)
+        self.log("test/loss", loss, on_epoch=True, sync_dist=True)
 
     def _log_split(self, metrics: SplitMetrics, prefix: str) -> None:
         values = metrics.compute(prefix)
@@ -143,15 +158,21 @@ class ImageClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         lr = self.optimizer_factory.keywords.get("lr", 1e-3)
+        # A pretrained backbone is nudged; a randomly initialised one must learn as fast as the head.
+        ratio = self.hparams.backbone_lr_ratio if self.pretrained_loaded else 1.0
         groups = [
             {"params": list(self.head.parameters()), "lr": lr, "name": "head"},
-            {
-                "params": self.backbone_parameters(),
-                "lr": lr * self.hparams.backbone_lr_ratio,
-                "name": "backbone",
-            },
+            {"params": self.backbone_parameters(), "lr": lr * ratio, "name": "backbone"},
         ]
-        optimizer = self.optimizer_factory(groups)
+        kwargs = {}
+        accepts_fused = "fused" in inspect.signature(self.optimizer_factory.func).parameters
+        if (
+            self.device.type == "cuda"
+            and accepts_fused
+            and "fused" not in self.optimizer_factory.keywords
+        ):
+            kwargs["fused"] = True  # one kernel for all parameters (Adam, AdamW, SGD)
+        optimizer = self.optimizer_factory(groups, **kwargs)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(

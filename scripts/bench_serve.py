@@ -1,0 +1,279 @@
+"""Benchmark serving on this machine: model latency (ONNX Runtime against PyTorch eager) and
+the HTTP server under a bounded load from this separate process.
+
+Examples:
+    python scripts/bench_serve.py                       # resnet18 at 96 px, random weights
+    python scripts/bench_serve.py --ckpt outputs/train/runs/<time>/checkpoints/epoch_007.ckpt
+    python scripts/bench_serve.py --requests 2000 --concurrency 8 --out outputs/bench/serve.json
+
+1. Latency: batch 1, uint8 input, normalisation included on both sides; eager and every ONNX
+   Runtime setting (intra-op threads x graph optimisation level) measured in alternating rounds
+   so that load from other processes hits them alike; the median of all runs.
+2. Server: ``python -m trainer.serve`` on a free loopback port; ``--requests`` multipart POSTs of
+   one generated board each, ``--concurrency`` at a time (httpx, asyncio), stopped at
+   ``--deadline`` seconds; throughput, p50 and p99 latency, errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+try:
+    import trainer  # noqa: F401
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["good", "misplaced_component", "missing_component", "solder_bridge"]
+
+
+def random_checkpoint(folder: Path, backbone: str, size: int) -> Path:
+    """A checkpoint of ``backbone`` with random weights, shaped as training writes them."""
+    import torch
+
+    from trainer.models.classifier import ImageClassifier
+
+    model = ImageClassifier(backbone, CLASSES, pretrained=False, input_size=size)
+    meta = {
+        "class_names": CLASSES,
+        "preprocessing": model.preprocessing,
+        "backbone": backbone,
+        "config": {},
+    }
+    path = folder / "random.ckpt"
+    torch.save({"state_dict": model.state_dict(), "trainer_metadata": meta}, path)
+    return path
+
+
+def boards(folder: Path) -> list[Path]:
+    """A few generated 128 px boards (the default experiment's image size)."""
+    from trainer.data.pcb_generator import PCBSpec, generate_dataset
+
+    spec = PCBSpec(image_size=128, num_train=4, num_val=4, num_test=32, seed=7)
+    root = generate_dataset(folder / "boards", spec, progress=False)
+    return sorted(root.rglob("test/*/*.png"))
+
+
+def timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1e3)
+    return out
+
+
+def latency(ckpt: Path, folder: Path, runs: int, rounds: int) -> dict:
+    """Median batch-1 latency (ms) of eager PyTorch and of ONNX Runtime settings."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from trainer.checkpoint import load_checkpoint
+    from trainer.export.bundle import load_model
+    from trainer.export.onnx_export import deployable, export_onnx
+
+    threads = os.cpu_count() or 1
+    model, meta = load_model(load_checkpoint(ckpt), ckpt)
+    module = deployable(model)
+    size = list(meta["preprocessing"]["resize"])
+    export_onnx(module, size, folder / "model.onnx")
+    x = torch.randint(0, 256, (1, 3, *size), dtype=torch.uint8)
+    x_np = x.numpy()
+
+    def eager() -> None:
+        with torch.inference_mode():
+            module(x)
+
+    def ort_run(session: ort.InferenceSession) -> Callable[[], None]:
+        return lambda: session.run(["probabilities"], {"image": x_np})
+
+    levels = {
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    # name -> (function, torch threads while it runs)
+    candidates = {f"torch eager threads={n}": (eager, n) for n in sorted({1, threads})}
+    for n in sorted({1, threads}):
+        for name, level in levels.items():
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = n
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = level
+            session = ort.InferenceSession(
+                str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
+            )
+            candidates[f"ort threads={n} opt={name}"] = (ort_run(session), threads)
+    samples: dict[str, list[float]] = {k: [] for k in candidates}
+    for _ in range(rounds):
+        for key, (fn, torch_threads) in candidates.items():
+            torch.set_num_threads(torch_threads)
+            timed(fn, 3)  # warm-up after the switch
+            samples[key] += timed(fn, runs // rounds)
+    table = {
+        k: {
+            "median_ms": statistics.median(v),
+            "p90_ms": float(np.percentile(v, 90)),
+            "runs": len(v),
+        }
+        for k, v in samples.items()
+    }
+
+    def best(prefix: str) -> str:
+        return min((k for k in table if k.startswith(prefix)), key=lambda k: table[k]["median_ms"])
+
+    return {
+        "backbone": meta["backbone"],
+        "input": [1, 3, *size],
+        "results": table,
+        "best_ort": best("ort"),
+        "best_eager": best("torch"),
+        "ort_over_eager": table[best("ort")]["median_ms"] / table[best("torch")]["median_ms"],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def load(
+    url: str, payloads: list[tuple[str, bytes]], n: int, concurrency: int, deadline: float
+):
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    semaphore = asyncio.Semaphore(concurrency)
+    stop = time.monotonic() + deadline
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            async with semaphore:
+                if time.monotonic() > stop:
+                    errors.append("deadline")
+                    return
+                name, data = payloads[i % len(payloads)]
+                start = time.perf_counter()
+                try:
+                    r = await client.post(url, files={"file": (name, data, "image/png")})
+                    ok = r.status_code == 200 and len(r.json()["predictions"]) == 1
+                    if not ok:
+                        errors.append(f"{r.status_code}: {r.text[:100]}")
+                except Exception as err:  # a failed request is a result here, not a crash
+                    errors.append(repr(err)[:100])
+                    return
+                latencies.append((time.perf_counter() - start) * 1e3)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n)))
+        wall = time.perf_counter() - start
+    return latencies, errors, wall
+
+
+def serve_load(bundle: Path, files: list[Path], args: argparse.Namespace, threads: int) -> dict:
+    import numpy as np
+
+    port = free_port()
+    env = {**os.environ, "SCORE_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "trainer.serve", str(bundle), "--port", str(port)]
+    server = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        payloads = [(f.name, f.read_bytes()) for f in files]
+        asyncio.run(load(f"{url}/predict", payloads, 50, args.concurrency, 60))  # warm-up
+        lat, errors, wall = asyncio.run(
+            load(f"{url}/predict", payloads, args.requests, args.concurrency, args.deadline)
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "ort_threads_per_request": threads,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "ok": len(lat),
+        "errors": len(errors),
+        "error_examples": sorted(set(errors))[:3],
+        "wall_s": wall,
+        "throughput_rps": len(lat) / wall,
+        "p50_ms": float(np.percentile(lat, 50)) if lat else None,
+        "p99_ms": float(np.percentile(lat, 99)) if lat else None,
+        "max_ms": max(lat) if lat else None,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--ckpt", default=None, help="checkpoint (default: random resnet18 weights)")
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--size", type=int, default=96, help="input side (the default experiment's)")
+    p.add_argument("--runs", type=int, default=300, help="timed runs per latency candidate")
+    p.add_argument("--rounds", type=int, default=5, help="alternating rounds the runs split into")
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--deadline", type=float, default=300.0, help="seconds; later requests fail")
+    p.add_argument("--server-threads", default="1,2", help="ORT threads per request to compare")
+    p.add_argument("--out", default=str(ROOT / "outputs" / "bench" / "serve.json"))
+    args = p.parse_args()
+
+    from trainer.export.bundle import export_bundle
+
+    load_at_start = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        files = boards(tmp)
+        ckpt = Path(args.ckpt) if args.ckpt else random_checkpoint(tmp, args.backbone, args.size)
+        lat = latency(ckpt, tmp, args.runs, args.rounds)
+        bundle = export_bundle(ckpt, out=tmp / "bundle", images=files[0].parents[1])
+        servers = [serve_load(bundle, files, args, int(t)) for t in args.server_threads.split(",")]
+    result = {
+        "machine": f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU",
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg(),
+        "checkpoint": args.ckpt or f"random {args.backbone}",
+        "latency": lat,
+        "server": servers,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"Latency, batch 1, {lat['backbone']} {lat['input']} (median of {args.runs} runs):")
+    for key, row in lat["results"].items():
+        print(f"  {key:<28} {row['median_ms']:7.2f} ms   p90 {row['p90_ms']:7.2f} ms")
+    print(f"  best ONNX Runtime / best eager: {lat['ort_over_eager']:.2f}")
+    for s in servers:
+        print(
+            f"Server, ORT threads {s['ort_threads_per_request']}: {s['ok']}/{s['requests']} ok, "
+            f"{s['errors']} errors, {s['throughput_rps']:.1f} req/s, p50 {s['p50_ms']:.1f} ms, "
+            f"p99 {s['p99_ms']:.1f} ms (concurrency {s['concurrency']})"
+        )
+    print(f"Written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The run history: concurrent writers, filters, regressions, the CLI, and the extra loggers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from scripts import history as cli
+from trainer.history import RunHistory, regressions
+
+
+def _append(args: tuple[str, int]) -> str:
+    path, i = args
+    metrics = {"test/f1": 0.5 + i / 100, "blob": "x" * 20000}  # big rows: long transactions
+    return RunHistory(path, timeout_s=0.05).append(  # a short timeout forces the retry path
+        {"task": "train", "backbone": f"net{i}", "metrics": metrics, "started_utc": f"2026-01-0{i}"}
+    )
+
+
+def test_eight_processes_append_at_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "history.sqlite")
+    with mp.get_context("spawn").Pool(8) as pool:  # real separate processes
+        ids = pool.map(_append, [(path, i) for i in range(8)])
+    rows = RunHistory(path).runs()
+    assert len(rows) == 8 and {r["run_id"] for r in rows} == set(ids)
+    assert sorted(r["backbone"] for r in rows) == [f"net{i}" for i in range(8)]
+    assert all(len(r["metrics"]["blob"]) == 20000 for r in rows)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _run(i: int, f1: float, fingerprint: str, **extra) -> dict:
+    return {
+        "run_id": f"r{i}",
+        "started_utc": f"2026-01-{i + 10}T00:00:00+00:00",
+        "ended_utc": f"2026-01-{i + 10}T00:10:00+00:00",
+        "task": "train",
+        "data_fingerprint": fingerprint,
+        "metrics": {"test/f1": f1},
+        **extra,
+    }
+
+
+def test_regressions_compare_with_the_best_earlier_run_on_the_same_data() -> None:
+    runs = [
+        _run(0, 0.90, "a"),
+        _run(1, 0.95, "a"),
+        _run(2, 0.93, "a"),
+        _run(3, 0.50, "b"),
+        _run(4, 0.945, "a"),
+    ]
+    flagged = regressions(runs, "test/f1", margin=0.01)
+    assert [(f["run"]["run_id"], f["best_run"]) for f in flagged] == [("r2", "r1")]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    history = RunHistory(tmp_path / "h.sqlite")
+    for run in (
+        _run(0, 0.90, "aaaa", backbone="resnet18", tags=["pcb"], experiment="pcb_defect"),
+        _run(1, 0.80, "aaaa", backbone="vit_tiny", tags=["dev"]),
+        _run(2, 0.95, "bbbb", backbone="resnet18", tags=["pcb"]),
+    ):
+        history.append(run)
+    return history.path
+
+
+def test_filters(db: Path) -> None:
+    history = RunHistory(db)
+    assert [r["run_id"] for r in history.runs(backbone="resnet18")] == ["r0", "r2"]
+    assert [r["run_id"] for r in history.runs(tag="dev")] == ["r1"]
+    assert [r["run_id"] for r in history.runs(fingerprint="bb")] == ["r2"]
+    assert [r["run_id"] for r in history.runs(experiment="pcb_defect")] == ["r0"]
+
+
+def test_cli_list_compare_plot_regressions(db: Path, tmp_path: Path, capsys) -> None:
+    assert cli.main(["--db", str(db), "list", "--backbone", "resnet18"]) == 0
+    out = capsys.readouterr().out
+    assert "r0" in out and "r2" in out and "r1" not in out
+    assert cli.main(["--db", str(db), "compare", "r0", "r1"]) == 0
+    assert "-0.1000" in capsys.readouterr().out
+    png = tmp_path / "f1.png"
+    assert cli.main(["--db", str(db), "plot", "test/f1", "--out", str(png)]) == 0
+    assert png.stat().st_size > 5000
+    assert cli.main(["--db", str(db), "regressions", "--metric", "test/f1"]) == 1
+    assert "r1" in capsys.readouterr().out
+    assert cli.main(["--db", str(tmp_path / "none.sqlite")]) == 2
+
+
+def test_every_train_run_is_recorded(tiny_cfg) -> None:
+    from trainer.train import train
+
+    cfg = tiny_cfg(
+        "logger=csv",
+        "tags=[csvtest]",
+        "+trainer.limit_train_batches=1",
+        "trainer.log_every_n_steps=1",
+    )
+    train(cfg)
+    (row,) = RunHistory(Path(cfg.paths.log_dir) / "history.sqlite").runs()
+    assert row["task"] == "train" and row["backbone"] == "test_resnet"
+    assert row["tags"] == ["csvtest"] and row["gate"] == "off"
+    assert len(row["data_fingerprint"]) == 64 and len(row["config_digest"]) == 16
+    assert "test/acc" in row["metrics"] and row["started_utc"] <= row["ended_utc"]
+    assert "git_commit" in row and "logger=csv" in row["overrides"]
+    # logger=csv: Lightning's CSVLogger wrote the metrics
+    csv = (Path(cfg.paths.output_dir) / "csv" / "metrics.csv").read_text()
+    assert "train/loss_step" in csv.splitlines()[0]
+
+
+def test_mlflow_logger(tiny_cfg, tmp_path: Path, monkeypatch) -> None:
+    import hydra
+
+    from trainer.utils import mlflow_logger
+    from trainer.utils.entry import user_error_message
+
+    cfg = tiny_cfg("logger=mlflow")
+    assert cfg.logger.mlflow.tracking_uri == f"sqlite:///{cfg.paths.log_dir}/mlflow.db"
+    monkeypatch.setattr(mlflow_logger, "mlflow_available", lambda: False)
+    with pytest.raises(Exception) as info:  # Hydra wraps it; the entry point prints one line
+        hydra.utils.instantiate(cfg.logger.mlflow)
+    assert "pip install 'trainer[mlflow]'" in user_error_message(info.value)
+    monkeypatch.undo()
+    if not mlflow_logger.mlflow_available():
+        pytest.skip("mlflow is not installed")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the quick store for a test
+    cfg = tiny_cfg("logger=mlflow", f"logger.mlflow.tracking_uri=file:{tmp_path / 'mlruns'}")
+    logger = hydra.utils.instantiate(cfg.logger.mlflow)
+    logger.log_metrics({"test/f1": 0.5}, step=0)
+    logger.finalize("success")
+    assert list((tmp_path / "mlruns").rglob("metrics/test/f1"))

@@ -1,0 +1,190 @@
+"""The bundle: its files, manifest, schema, ONNX and torch.export forms, and refusals."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import importlib.util
+import json
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from tests.export.fixtures import LIMITS, split_images
+from trainer.data.dataset import load_image
+from trainer.export import ExportError
+from trainer.export.bundle import export_bundle, load_model
+from trainer.export.schema import operating_point_from, subschema
+
+FILES = {
+    "model.onnx",
+    "model.pt2",
+    "schema.json",
+    "score.py",
+    "server.py",
+    "requirements.txt",
+    "Dockerfile",
+    "model_card.md",
+    "manifest.json",
+}
+
+
+def score_module(bundle: Path):
+    spec = importlib.util.spec_from_file_location("score_under_test", bundle / "score.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bundle_holds_every_file_with_its_sha256(bundle: Path) -> None:
+    assert {p.name for p in bundle.iterdir()} == FILES
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert set(manifest["files"]) == FILES - {"manifest.json"}
+    for name, entry in manifest["files"].items():
+        assert hashlib.sha256((bundle / name).read_bytes()).hexdigest() == entry["sha256"], name
+    assert manifest["onnx_opset"] == 20 and len(manifest["checkpoint"]["sha256"]) == 64
+    assert manifest["parity"]["score.py"]["labels_identical"]
+    assert manifest["parity"]["pixel_max_abs_diff"] == 0
+    assert (bundle / "model_card.md").read_text() == "# Tiny model\n"
+    requirements = (bundle / "requirements.txt").read_text()
+    assert all(f"{p}==" in requirements for p in ("onnxruntime", "numpy", "pillow", "fastapi"))
+    assert "torch" not in requirements
+    docker = (bundle / "Dockerfile").read_text()
+    assert "-slim" in docker and "USER scorer" in docker and "HEALTHCHECK" in docker
+
+
+def test_bundle_holds_no_pickle(bundle: Path) -> None:
+    with zipfile.ZipFile(bundle / "model.pt2") as archive:
+        for name in archive.namelist():
+            data = archive.read(name)
+            assert not name.endswith((".pkl", ".pickle")), name
+            assert not data.startswith(b"\x80"), f"{name} looks like a pickle"
+            if name.endswith("weights_config.json"):
+                assert '"use_pickle": true' not in data.decode()
+    for path in bundle.iterdir():
+        assert not path.read_bytes().startswith(b"\x80"), path
+
+
+def test_schema_is_valid_and_describes_requests_and_answers(bundle: Path) -> None:
+    schema = json.loads((bundle / "schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["x-model"]["class_names"][0] == "good"
+    assert schema["x-model"]["input"]["dtype"] == "uint8"
+    assert schema["x-limits"]["max_images"] == LIMITS["max_images"]
+    assert schema["x-limits"]["modes"] == ["RGB"]  # from the checkpoint's data contract
+    assert schema["x-limits"]["width"] == [64, 64]
+    data = base64.b64encode(split_images(bundle.parent)[0].read_bytes()).decode()
+    request = {"images": [{"name": "a.png", "data": data}]}
+    jsonschema.validate(request, subschema(schema, "request"))
+    response = score_module(bundle).Model(bundle).run(request)
+    jsonschema.validate(response, subschema(schema, "response"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"images": [{"data": data}] * 5}, subschema(schema, "request"))
+    response["predictions"][0]["label"] = "unknown_class"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(response, subschema(schema, "response"))
+
+
+def test_onnx_agrees_with_the_checkpoint(bundle: Path, checkpoint: Path) -> None:
+    from trainer.checkpoint import load_checkpoint
+
+    model, meta = load_model(load_checkpoint(checkpoint), checkpoint)
+    graph = onnx.load(str(bundle / "model.onnx"))
+    assert graph.opset_import[0].version == 20
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
+    session = ort.InferenceSession(str(bundle / "model.onnx"))
+    files = split_images(bundle.parent)
+    images = torch.stack(
+        [load_image(f, meta["preprocessing"]["resize"], "bilinear") for f in files]
+    )
+    with torch.no_grad():
+        expected = model(model.normalize(images)).softmax(-1).numpy()
+    for batch in (1, 3, len(files)):  # the dynamic batch axis
+        got = session.run(["probabilities"], {"image": images[:batch].numpy()})[0]
+        np.testing.assert_allclose(got, expected[:batch], atol=1e-4)
+        assert (got.argmax(1) == expected[:batch].argmax(1)).all()
+    program = torch.export.load(str(bundle / "model.pt2")).module()
+    np.testing.assert_allclose(program(images)[1].detach().numpy(), expected, atol=1e-5)
+
+
+def test_operating_point_decides_pass_and_fail(bundle: Path, tmp_path: Path) -> None:
+    meta = {"class_names": ["good", "bad"], "backbone": "x"}
+    assert operating_point_from(meta)["rule"] == "argmax"
+    op = operating_point_from({**meta, "operating_point": {"threshold": 0.3, "good_class": "good"}})
+    assert op["rule"] == "threshold" and op["threshold"] == 0.3
+    copy = tmp_path / "b"
+    copy.mkdir()
+    for name in ("model.onnx", "schema.json", "score.py"):
+        (copy / name).write_bytes((bundle / name).read_bytes())
+    schema = json.loads((copy / "schema.json").read_text())
+    schema["x-model"]["operating_point"] = {**op, "good_class": "good"}
+    (copy / "schema.json").write_text(json.dumps(schema))
+    scorer = score_module(copy).Model(copy)
+    probs = np.array([0.75, 0.25, 0.0, 0.0])  # defect score 0.25 < 0.3: pass
+    assert scorer.decide(probs) == (pytest.approx(0.25), True)
+    assert scorer.decide(np.array([0.6, 0.4, 0.0, 0.0]))[1] is False  # argmax good, still fails
+
+
+def test_refuses_an_existing_folder_unless_forced(bundle: Path, checkpoint: Path) -> None:
+    with pytest.raises(ExportError, match="already exists"):
+        export_bundle(checkpoint, out=bundle)
+    with pytest.raises(ExportError, match="not a bundle"):
+        export_bundle(checkpoint, out=checkpoint.parent, force=True)
+
+
+def test_refuses_a_bundle_that_disagrees(checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    from trainer.export import onnx_export
+
+    real = onnx_export.export_onnx
+
+    def tampered(module, size, path):
+        module = copy.deepcopy(module)  # the ONNX file gets other weights than the checkpoint's
+        with torch.no_grad():
+            module.net.get_classifier().bias += torch.arange(4.0)
+        return real(module, size, path)
+
+    monkeypatch.setattr(onnx_export, "export_onnx", tampered)
+    out = tmp_path / "bad"
+    images = split_images(checkpoint.parents[2])[0].parent
+    with pytest.raises(ExportError, match="parity"):
+        export_bundle(checkpoint, out=out, images=images, parity_images=4)
+    assert not out.exists() and list(tmp_path.iterdir()) == []  # no bundle, no leftovers
+
+
+def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path, capsys) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "export_cli", Path(__file__).parents[2] / "scripts" / "export.py"
+    )
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    from trainer.utils.entry import run_reporting_errors
+
+    with pytest.raises(SystemExit) as exit_:
+        run_reporting_errors(cli.main, [f"ckpt_path={tmp_path / 'none.ckpt'}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "none.ckpt" in err and "does not exist" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        run_reporting_errors(cli.main, ["ckpt_path=x", "--bogus"])
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_reporting_errors(cli.main, [])
+    assert "ckpt_path" in capsys.readouterr().err
+
+
+def test_score_py_refuses_a_model_that_differs_from_the_manifest(bundle: Path, tmp_path) -> None:
+    for name in ("model.onnx", "schema.json", "score.py", "manifest.json"):
+        (tmp_path / name).write_bytes((bundle / name).read_bytes())
+    score = score_module(tmp_path)
+    score.Model(tmp_path)  # intact: loads
+    with (tmp_path / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(RuntimeError, match="sha256"):
+        score.Model(tmp_path)

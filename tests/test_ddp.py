@@ -1,0 +1,124 @@
+"""DDP on the CPU (gloo): two processes train like one process with the same global batch.
+
+Parity holds only where the maths is the same: one optimizer step per epoch over the whole
+training set (global batch = 48 = 2 x 24), no augmentation, the same seed, and a backbone without
+batch norm (``test_efficientnet_gn``: group norm; batch norm would see 24 images per process
+instead of 48, and SyncBatchNorm is GPU-only). Under those conditions DDP's gradient average
+equals the single-process mean and the runs agree to float rounding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests._runs import run_train, tiny_args
+from trainer.checkpoint import load_checkpoint
+from trainer.errors import ConfigError
+
+# Tolerance of the parity: acc and F1 are counts over 16 validation images (exact); weights after
+# three SGD steps differ by float32 rounding of gradients summed in another order.
+WEIGHT_ATOL = 1e-5
+
+
+def scalars(run: Path, tag: str) -> list[float]:
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
+    weights = tmp_path / "pretrained.pth"  # "pretrained": the head-only first epoch happens
+    torch.save(timm.create_model("test_efficientnet_gn", num_classes=10).state_dict(), weights)
+    common = tiny_args(
+        tmp_path,
+        "model.backbone=test_efficientnet_gn",
+        f"model.pretrained_path={weights}",
+        "model.freeze_backbone_epochs=1",
+        "trainer.max_epochs=3",
+        "test=false",
+        # SGD: a rounding difference stays a rounding difference (Adam's first steps are
+        # sign-like and would turn a 1e-9 gradient difference into a full step)
+        "model.optimizer._target_=torch.optim.SGD",
+        "model.optimizer.lr=0.05",
+    )
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    out = run_train(
+        [*common, "trainer=ddp", "trainer.devices=2", "data.batch_size=24", f"hydra.run.dir={ddp}"]
+    )
+    run_train([*common, "trainer=cpu", "data.batch_size=48", f"hydra.run.dir={single}"])
+
+    assert "global batch 48" in out.stdout + out.stderr
+    # One run folder, written by rank zero only: nothing else under the log folder.
+    assert not (tmp_path / "logs" / "train").exists()
+    assert (ddp / ".hydra" / "config.yaml").is_file()
+    writers = {p.name.split(".")[4] for p in (ddp / "tensorboard").glob("events.out.tfevents.*")}
+    assert len(writers) == 1, f"event files from several processes: {writers}"
+
+    for tag in ("val/acc", "val/f1"):  # torchmetrics, synchronised over both processes
+        assert scalars(ddp, tag) == pytest.approx(scalars(single, tag), abs=1e-6), tag
+    a = load_checkpoint(ddp / "checkpoints" / "last.ckpt")
+    b = load_checkpoint(single / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 3
+    worst = max((a["state_dict"][k] - v).abs().max().item() for k, v in b["state_dict"].items())
+    assert worst <= WEIGHT_ATOL, f"weights differ by up to {worst:.2e}"
+
+
+def test_plain_ddp_with_a_frozen_backbone_is_refused(tiny_cfg) -> None:
+    """Freezing after the DDP wrap needs find_unused_parameters: say so before the obscure error."""
+    import hydra
+
+    from trainer.distributed import check_freeze_under_ddp
+
+    cfg = tiny_cfg("trainer=ddp", "trainer.accelerator=cpu", "trainer.strategy=ddp")
+    trainer = hydra.utils.instantiate(cfg.trainer)
+    model = hydra.utils.instantiate(cfg.model, class_names=["a", "b"])
+    model.pretrained_loaded = True
+    with pytest.raises(ConfigError, match="ddp_find_unused_parameters_true"):
+        check_freeze_under_ddp(trainer, model)
+    model.hparams.freeze_backbone_epochs = 0
+    check_freeze_under_ddp(trainer, model)
+
+
+def test_batch_rule_scales_the_lr_when_asked(tiny_cfg) -> None:
+    import hydra
+
+    from trainer.distributed import apply_batch_rule
+
+    cfg = tiny_cfg(
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=4",
+        "trainer.accumulate_grad_batches=2",
+        "data.batch_size=16",
+        "scale_lr=true",
+        "reference_batch_size=32",
+        "model.optimizer.lr=0.001",
+    )
+    trainer = hydra.utils.instantiate(cfg.trainer)
+    model = hydra.utils.instantiate(cfg.model, class_names=["a", "b"])
+    rule = apply_batch_rule(cfg, trainer, model)
+    assert rule["global_batch_size"] == 16 * 4 * 2
+    assert model.optimizer_factory.keywords["lr"] == pytest.approx(0.001 * 128 / 32)
+    cfg.scale_lr = False
+    model = hydra.utils.instantiate(cfg.model, class_names=["a", "b"])
+    assert apply_batch_rule(cfg, trainer, model)["lr"] == pytest.approx(0.001)
+    cfg.scale_lr, cfg.reference_batch_size = True, 0
+    with pytest.raises(ConfigError, match="reference_batch_size"):
+        apply_batch_rule(cfg, trainer, model)
+
+
+def test_other_ranks_write_no_hydra_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer.distributed import hydra_overrides_for_rank
+
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert hydra_overrides_for_rank(["train.py"]) == []
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    assert hydra_overrides_for_rank(["train.py"]) == ["hydra.output_subdir=null"]
+    assert hydra_overrides_for_rank(["train.py", "hydra.output_subdir=null"]) == []

@@ -1,0 +1,241 @@
+"""Write a deployment bundle from a checkpoint, parity-checked, atomically.
+
+    from trainer.export.bundle import export_bundle
+    export_bundle("outputs/train/runs/<time>/checkpoints/epoch_007.ckpt", out="bundle")
+
+The bundle folder::
+
+    model.onnx        uint8 (batch, 3, h, w) -> logits, probabilities; opset 20, one file
+    model.pt2         the same module as a torch.export program (torch.export.load)
+    schema.json       JSON Schema of request, response and errors; x-model, x-limits
+    score.py          init() / run(request): onnxruntime, numpy, Pillow only
+    server.py         the HTTP app (FastAPI) the container runs: python server.py
+    requirements.txt  pinned to the versions the parity check ran with
+    Dockerfile        slim Python, non-root user, HEALTHCHECK on /health
+    model_card.md     copied when the checkpoint's folder (or its run folder) has one
+    manifest.json     sha256 and size of every other file, the checkpoint's sha256, parity
+
+Everything is written into a temporary folder beside ``out`` and moved into place only after the
+parity check passed; a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from trainer.checkpoint import load_checkpoint
+from trainer.errors import CheckpointError
+from trainer.export import ExportError
+
+HERE = Path(__file__).resolve().parent
+SCORE_TEMPLATE = HERE / "score_template.py"
+SERVER_TEMPLATE = HERE.parent / "serve" / "app.py"
+RUNTIME_PACKAGES = ["onnxruntime", "numpy", "pillow"]  # what score.py imports
+SERVER_PACKAGES = ["fastapi", "uvicorn", "python-multipart"]  # what server.py adds
+FORMAT = "trainer-bundle/1"
+
+DOCKERFILE = """\
+# Scoring container of this bundle: `docker build -t {tag} . && docker run -p 8000:8000 {tag}`
+FROM python:{python}-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN useradd --create-home --uid 10001 scorer
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+# Only what scoring needs (not model.pt2); owned by root: the service reads, never changes them.
+COPY model.onnx schema.json score.py server.py manifest.json ./
+USER scorer
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \\
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
+# Inside the container the server must listen on all interfaces; outside, it binds loopback.
+CMD ["python", "server.py", "--host", "0.0.0.0", "--port", "8000"]
+"""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_out(ckpt_path: Path) -> Path:
+    """``<ckpt folder>/<ckpt stem>_bundle``: beside the checkpoint, never over it."""
+    return ckpt_path.parent / f"{ckpt_path.stem}_bundle"
+
+
+def load_model(ckpt: dict[str, Any], ckpt_path: Path) -> tuple[Any, dict[str, Any]]:
+    """The ``ImageClassifier`` of a checkpoint (read with weights_only), and its metadata."""
+    from trainer.models.classifier import ImageClassifier
+
+    meta = ckpt.get("trainer_metadata")
+    if not meta:
+        raise CheckpointError(f"ckpt_path: '{ckpt_path}' was not written by this project")
+    model_cfg = (meta.get("config") or {}).get("model") or {}
+    model = ImageClassifier(
+        backbone=meta["backbone"],
+        class_names=meta["class_names"],
+        pretrained=False,
+        input_size=meta["preprocessing"]["input_size"][-1],
+        model_kwargs=model_cfg.get("model_kwargs"),  # e.g. a ViT's dynamic_img_size
+    )
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"ckpt_path: '{ckpt_path}' does not fit {meta['backbone']}: {str(err).splitlines()[0]}"
+        ) from err
+    model.preprocessing = dict(meta["preprocessing"])
+    return model.eval(), meta
+
+
+def _load_module(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"bundle_score_{id(path)}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _requirements() -> str:
+    lines = ["# score.py"]
+    lines += [f"{p}=={metadata.version(p)}" for p in RUNTIME_PACKAGES]
+    lines += ["# server.py"]
+    lines += [f"{p}=={metadata.version(p)}" for p in SERVER_PACKAGES]
+    return "\n".join(lines) + "\n"
+
+
+def _model_card(ckpt_path: Path) -> Path | None:
+    for folder in (ckpt_path.parent, ckpt_path.parent.parent):
+        if (folder / "model_card.md").is_file():
+            return folder / "model_card.md"
+    return None
+
+
+def _check_target(out: Path, force: bool) -> None:
+    if not out.exists():
+        return
+    if not force:
+        raise ExportError(f"out: '{out}' already exists; give another out=DIR or --force")
+    if not (out / "manifest.json").is_file():
+        raise ExportError(f"out: '{out}' exists and is not a bundle; refusing to replace it")
+
+
+def write_files(
+    folder: Path, model: Any, meta: dict[str, Any], limits: Any, ckpt_path: Path
+) -> dict[str, Any]:
+    """Everything but the manifest; returns the ONNX model's description."""
+    from trainer.export.onnx_export import deployable, export_onnx, export_program
+    from trainer.export.schema import build_schema
+
+    size = list(meta["preprocessing"]["resize"])
+    module = deployable(model)
+    info = export_onnx(module, size, folder / "model.onnx")
+    export_program(module, size, folder / "model.pt2")
+    schema = build_schema(meta, limits, info)
+    (folder / "schema.json").write_text(json.dumps(schema, indent=2) + "\n")
+    shutil.copyfile(SCORE_TEMPLATE, folder / "score.py")
+    shutil.copyfile(SERVER_TEMPLATE, folder / "server.py")
+    (folder / "requirements.txt").write_text(_requirements())
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    tag = meta["backbone"].replace("_", "-").lower()
+    (folder / "Dockerfile").write_text(DOCKERFILE.format(python=python, tag=tag))
+    card = _model_card(ckpt_path)
+    if card is not None:
+        shutil.copyfile(card, folder / "model_card.md")
+    return info
+
+
+def write_manifest(
+    folder: Path, meta: dict[str, Any], ckpt_path: Path, info: dict[str, Any], parity: Any
+) -> None:
+    import torch
+
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != "manifest.json")
+    manifest = {
+        "format": FORMAT,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": {"path": str(ckpt_path.resolve()), "sha256": sha256(ckpt_path)},
+        "backbone": meta["backbone"],
+        "class_names": meta["class_names"],
+        "lineage": meta.get("lineage"),
+        "data": {k: v for k, v in (meta.get("data") or {}).items() if k != "counts"},
+        "onnx_opset": info["opset"],
+        "versions": {
+            "torch": torch.__version__,
+            **{p: metadata.version(p) for p in ["onnx", *RUNTIME_PACKAGES]},
+        },
+        "parity": parity,
+        "files": {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an old bundle there (``--force``) goes only once the new one is in."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        out.rename(old / out.name)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def export_bundle(
+    ckpt_path: str | Path,
+    out: str | Path | None = None,
+    images: str | Path | None = None,
+    force: bool = False,
+    parity_images: int = 32,
+    **limit_overrides: Any,
+) -> Path:
+    """Export ``ckpt_path`` to a bundle folder; return its path.
+
+    Args:
+        ckpt_path: a checkpoint of this project (read with ``weights_only``).
+        out: the bundle folder (default ``<ckpt folder>/<ckpt stem>_bundle``); must not exist.
+        images: folder of images for the parity check (default: the checkpoint's test split).
+        force: replace an existing bundle at ``out``.
+        parity_images: how many images the parity check scores.
+        **limit_overrides: fields of ``schema.Limits`` (max_images, max_bytes, max_pixels, ...).
+    """
+    from trainer.export.parity import check_parity, dataset_test_files, image_files
+    from trainer.export.schema import limits_from_contract
+
+    ckpt_path = Path(ckpt_path).expanduser()
+    ckpt = load_checkpoint(ckpt_path)
+    out = Path(out).expanduser() if out else default_out(ckpt_path)
+    _check_target(out, force)
+    model, meta = load_model(ckpt, ckpt_path)
+    limits = limits_from_contract(meta.get("data_contract"), **limit_overrides)
+    files = (
+        image_files(images, parity_images) if images else dataset_test_files(meta, parity_images)
+    )
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would keep the bundle from other users and containers
+    try:
+        info = write_files(tmp, model, meta, limits, ckpt_path)
+        import torch
+
+        scorer = _load_module(tmp / "score.py").Model(tmp)
+        program = torch.export.load(str(tmp / "model.pt2")).module()
+        parity = check_parity(model, scorer, files, program=program)
+        write_manifest(tmp, meta, ckpt_path, info, parity)
+        _move_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out

@@ -1,0 +1,100 @@
+"""The parity gate: the bundle's scoring path must give the checkpoint's answers on real images.
+
+Both paths start from the same files. Reference: training's ``load_image`` + ``normalize`` +
+the PyTorch network. Bundle: ``score.py``'s decoding and resize + ONNX Runtime. Probabilities
+must agree within ``atol`` and the labels must be identical, else the export is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.data.dataset import load_image
+from trainer.data.image_folder import IMAGE_EXTENSIONS
+from trainer.export import ExportError
+
+ATOL = 1e-4
+PIXEL_ATOL = 1  # grey levels; the resize port is bit-exact where torch uses its uint8 kernel
+
+
+def image_files(folder: str | Path, limit: int) -> list[Path]:
+    """Up to ``limit`` image files below ``folder``, spread evenly over the sorted list."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise ExportError(f"--images: '{folder}' is not a folder of images")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ExportError(f"--images: '{folder}' holds no {', '.join(IMAGE_EXTENSIONS)} files")
+    return _spread(files, limit)
+
+
+def _spread(files: list[Path], limit: int) -> list[Path]:
+    step = max(1, len(files) // max(1, limit))
+    return files[::step][:limit]
+
+
+def dataset_test_files(meta: dict[str, Any], limit: int) -> list[Path]:
+    """Up to ``limit`` files of the test split of the data the checkpoint was trained on."""
+    import hydra
+
+    data_cfg = (meta.get("config") or {}).get("data")
+    if not data_cfg:
+        raise ExportError("the checkpoint records no data config; give --images DIR for parity")
+    datamodule = hydra.utils.instantiate(data_cfg)
+    datamodule.prepare_data()  # generated boards: regenerated (deterministically) when missing
+    samples = datamodule.scan.splits.get("test") or []
+    if not samples:
+        raise ExportError(
+            f"'{datamodule.dataset_root}' has no test images; give --images DIR for parity"
+        )
+    return _spread([s.path for s in samples], limit)
+
+
+def check_parity(
+    model: Any, scorer: Any, files: list[Path], program: Any = None, atol: float = ATOL
+) -> dict[str, Any]:
+    """Compare the checkpoint's and the bundle's answers on ``files``; raise when they differ.
+
+    Args:
+        model: the ``ImageClassifier`` loaded from the checkpoint, in eval mode.
+        scorer: the bundle's ``score.Model``.
+        files: image files to score.
+        program: the reloaded ``torch.export`` module, compared too when given.
+        atol: largest accepted difference of any probability.
+    """
+    pre = model.preprocessing
+    reference_images = torch.stack(
+        [load_image(f, pre["resize"], pre["interpolation"]) for f in files]
+    )
+    bundle_images = np.stack([scorer.preprocess(f.read_bytes(), f.name) for f in files])
+    pixel_diff = int(np.abs(reference_images.numpy().astype(int) - bundle_images.astype(int)).max())
+    with torch.no_grad():
+        reference = model(model.normalize(reference_images)).softmax(-1).numpy()
+    answers = {
+        "onnx": scorer.predict_arrays(reference_images.numpy()),  # the graph alone
+        "score.py": scorer.predict_arrays(bundle_images),  # decoding + resize + graph
+    }
+    if program is not None:
+        with torch.no_grad():
+            answers["model.pt2"] = program(reference_images)[1].numpy()
+    report: dict[str, Any] = {"images": len(files), "pixel_max_abs_diff": pixel_diff, "atol": atol}
+    for name, probs in answers.items():
+        diff = float(np.abs(probs - reference).max())
+        same = bool((probs.argmax(1) == reference.argmax(1)).all())
+        report[name] = {"prob_max_abs_diff": diff, "labels_identical": same}
+        if diff > atol or not same:
+            raise ExportError(
+                f"parity: {name} disagrees with the checkpoint on {len(files)} images "
+                f"(largest probability difference {diff:.2e} > {atol:g}, labels identical: "
+                f"{same}); the bundle was not written"
+            )
+    if pixel_diff > PIXEL_ATOL:
+        raise ExportError(
+            f"parity: score.py's preprocessing differs from training's by {pixel_diff} grey "
+            "levels; the bundle was not written"
+        )
+    return report

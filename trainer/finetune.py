@@ -1,0 +1,96 @@
+"""Refresh on new data: ``python train.py finetune_from=PATH data.root=NEW_DATA``.
+
+The new run starts from an earlier model's weights (not its optimizer, schedule or epoch: a
+refresh is a new training run) and records the parent in its lineage. The parent's classes
+must be the data's classes; ``reset_head=true`` keeps the backbone and gives the model a
+new head when the class set has changed on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from trainer.checkpoint import load_checkpoint
+from trainer.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _head_prefix(model: Any) -> str:
+    """The state-dict prefix of the classifier head, e.g. ``net.fc.``."""
+    for name, module in model.named_modules():
+        if module is model.head:
+            return f"{name}."
+    raise RuntimeError("the model's head is not one of its modules")
+
+
+def load_parent(model: Any, path: str | Path, reset_head: bool = False) -> dict[str, Any]:
+    """Load the weights of checkpoint ``path`` into ``model``; return its lineage entry.
+
+    Args:
+        model: a freshly built ImageClassifier for the new data's classes.
+        path: the parent checkpoint (read with ``weights_only=True``).
+        reset_head: keep the model's new head and load only the backbone.
+
+    Raises:
+        CheckpointError: the file is not a checkpoint of this project, is of another backbone,
+            or was trained on other classes while ``reset_head`` is false.
+    """
+    path = Path(path).expanduser().resolve()
+    ckpt = load_checkpoint(path)
+    meta = ckpt.get("trainer_metadata")
+    if not meta:
+        raise CheckpointError(f"finetune_from: '{path}' was not written by this project")
+    backbone = meta.get("backbone")
+    if backbone != model.hparams.backbone:
+        raise CheckpointError(
+            f"finetune_from: '{path}' is a {backbone} model but model.backbone is "
+            f"{model.hparams.backbone}; set model.backbone={backbone}"
+        )
+    parent_classes = list(meta.get("class_names", []))
+    same_classes = parent_classes == list(model.class_names)
+    if not same_classes and not reset_head:
+        raise CheckpointError(
+            f"finetune_from: '{path}' was trained on classes {parent_classes} but the data has "
+            f"{list(model.class_names)}; use data with the same class folders, or set "
+            "reset_head=true to keep the backbone and train a new head"
+        )
+    state = ckpt["state_dict"]
+    if same_classes and not reset_head:
+        model.load_state_dict(state, strict=True)
+    else:
+        head = _head_prefix(model)
+        backbone_state = {k: v for k, v in state.items() if not k.startswith(head)}
+        missing, unexpected = model.load_state_dict(backbone_state, strict=False)
+        if unexpected or any(not k.startswith(head) for k in missing):
+            raise CheckpointError(f"finetune_from: '{path}' does not fit model.backbone={backbone}")
+        log.info("finetune_from: backbone loaded, new head for classes %s", model.class_names)
+    model.pretrained_loaded = True  # the parent's backbone is the pretrained start: freeze applies
+    parent = {
+        "path": str(path),
+        "sha256": file_sha256(path),
+        "fingerprint": (meta.get("data") or {}).get("fingerprint"),
+        "class_names": parent_classes,
+        "reset_head": bool(reset_head),
+    }
+    log.info("Fine-tuning from %s (sha256 %s)", path, parent["sha256"][:12])
+    return parent
+
+
+def check_finetune_options(cfg: Any) -> None:
+    if cfg.get("finetune_from") and cfg.get("ckpt_path"):
+        raise ConfigError(
+            "finetune_from and ckpt_path are both set: ckpt_path continues a run (optimizer, "
+            "epoch), finetune_from starts a new one from its weights; keep one"
+        )

@@ -1,0 +1,103 @@
+"""``resume: auto``: a run started again in its own folder continues where it stopped.
+
+A preempted or killed job is restarted with the same command and the same run folder (a
+requeued SLURM job has the same job id; ``scripts/slurm/train.sbatch`` and the SLURM launcher
+derive the folder from it). The newest complete checkpoint of that folder is then restored by
+Lightning with the weights, optimizer, scheduler, epoch and step, callback states and, through
+``RngState`` below, the random generators.
+
+Candidates are ``checkpoints/last.ckpt`` (every epoch) and Lightning's own ``hpc_ckpt_N.ckpt``
+(written on SLURM's requeue signal into ``trainer.default_root_dir``). Lightning restores the hpc
+file by itself only when no ``ckpt_path`` is given; we pass the newest of all candidates
+explicitly, so the two mechanisms never disagree about where to continue from.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from trainer.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+RESUME_MODES = ("auto", "never")
+
+
+def is_complete(path: Path) -> bool:
+    """Cheap integrity check: ``torch.save`` writes a zip whose directory is at the very end."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return bool(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def resume_candidates(run_dir: Path) -> list[Path]:
+    """Checkpoints of ``run_dir`` a run may continue from, newest first."""
+    found = [run_dir / "checkpoints" / "last.ckpt", *run_dir.glob("hpc_ckpt_*.ckpt")]
+    found = [p for p in found if p.is_file()]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def auto_resume_path(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint in ``run_dir``, or None for a fresh start."""
+    run_dir = Path(run_dir)
+    for stale in [*run_dir.glob("checkpoints/.*.tmp"), *run_dir.glob(".hpc_ckpt_*.tmp")]:
+        stale.unlink(missing_ok=True)  # AtomicCheckpointIO's half-written file of a killed run
+    for path in resume_candidates(run_dir):
+        if is_complete(path):
+            return path
+        log.warning("Skipping incomplete checkpoint %s", path)
+    return None
+
+
+def resolve_ckpt_path(cfg: Any) -> str | None:
+    """The checkpoint ``trainer.fit`` continues from: ``ckpt_path`` if given, else ``resume``."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    mode = cfg.get("resume", "auto")
+    mode = "never" if mode in (None, False) else str(mode)
+    if mode not in RESUME_MODES:
+        raise ConfigError(f"resume: '{mode}' is not one of auto | never")
+    if mode == "never" or not cfg.get("train", True):
+        return None
+    path = auto_resume_path(cfg.paths.output_dir)
+    if path is not None:
+        log.info("Resuming from %s (resume=auto; resume=never starts afresh)", path)
+    return str(path) if path else None
+
+
+class RngState(L.Callback):
+    """Store the torch, numpy and Python random states in each checkpoint; restore them on resume.
+
+    Lightning restores weights, optimizer, scheduler and loops, but not the generators that
+    shuffle the data and draw augmentations. Stored as tensors and plain lists so that the
+    checkpoint still loads with ``weights_only=True``. Rank zero's state is saved (as it writes
+    the checkpoint) and every rank gets it back.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, internal, gauss_next = random.getstate()
+        return {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "python": [version, list(internal), gauss_next],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        torch.set_rng_state(state_dict["torch"])
+        kind, keys, pos, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, internal, gauss_next = state_dict["python"]
+        random.setstate((version, tuple(internal), gauss_next))
