@@ -43,3 +43,36 @@ def check_classes(path: str | Path, class_names: list[str]) -> None:
             f"ckpt_path: '{path}' was trained on classes {list(trained)} but the data has "
             f"{list(class_names)}; use data whose class folders match, or train a new model"
         )
+
+
+def classifier_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:
+    """The ImageClassifier a checkpoint describes, with its trained weights, in eval mode.
+
+    Built from the checkpoint's own metadata and hyperparameters (no hub look-up, no pickled code);
+    the one place evaluation, export and explanations rebuild a model.
+    """
+    from trainer.models.classifier import ImageClassifier
+
+    meta = ckpt.get("trainer_metadata") or {}
+    if not meta.get("class_names") or not meta.get("backbone"):
+        raise CheckpointError(f"ckpt_path: '{path}' was not written by this project (no metadata)")
+    hparams = ckpt.get("hyper_parameters") or {}
+    model_cfg = (meta.get("config") or {}).get("model") or {}
+    model = ImageClassifier(
+        backbone=meta["backbone"],
+        class_names=list(meta["class_names"]),
+        pretrained=False,
+        input_size=int(meta["preprocessing"]["input_size"][-1]),
+        drop_rate=float(hparams.get("drop_rate", 0.0)),
+        model_kwargs=dict(hparams.get("model_kwargs") or model_cfg.get("model_kwargs") or {}),
+        good_class=hparams.get("good_class", "good"),
+    )
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"ckpt_path: '{path}' weights do not fit backbone {meta['backbone']} "
+            f"({str(err).splitlines()[0][:160]})"
+        ) from err
+    model.run_metadata = dict(meta)
+    return model.eval()

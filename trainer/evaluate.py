@@ -30,8 +30,8 @@ from torch import Tensor
 
 from trainer import gate as gates
 from trainer import model_card, plots
-from trainer.checkpoint import load_checkpoint
-from trainer.errors import CheckpointError, ConfigError, DataError
+from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
+from trainer.errors import ConfigError, DataError
 from trainer.eval_metrics import ECE_BINS, Evaluation, compute_metrics, defect_scores
 from trainer.history import config_digest, new_run_id, now_utc, record_run
 from trainer.operating_point import choose_operating_point, rates_at, write_to_checkpoint
@@ -71,30 +71,8 @@ class Report:
 
 
 def model_from_checkpoint(ckpt: Mapping[str, Any], path: str | Path) -> Any:
-    """The ImageClassifier a checkpoint describes, with its weights (no hub, no pickled code)."""
-    from trainer.models.classifier import ImageClassifier
-
-    meta = ckpt.get("trainer_metadata") or {}
-    if not meta.get("class_names") or not meta.get("backbone"):
-        raise CheckpointError(f"ckpt_path: '{path}' was not written by this project (no metadata)")
-    hparams = ckpt.get("hyper_parameters") or {}
-    model = ImageClassifier(
-        backbone=meta["backbone"],
-        class_names=list(meta["class_names"]),
-        pretrained=False,
-        input_size=(meta.get("preprocessing") or {}).get("input_size", [None])[-1],
-        model_kwargs=hparams.get("model_kwargs"),
-        good_class=hparams.get("good_class", "good"),
-    )
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"ckpt_path: '{path}' weights do not fit backbone {meta['backbone']} "
-            f"({str(err).splitlines()[0][:160]})"
-        ) from err
-    model.run_metadata = dict(meta)
-    return model.eval()
+    """The ImageClassifier a checkpoint describes (see ``classifier_from_checkpoint``)."""
+    return classifier_from_checkpoint(dict(ckpt), path)
 
 
 def _task_overrides() -> list[str]:

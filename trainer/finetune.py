@@ -8,23 +8,15 @@ new head when the class set has changed on purpose.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from trainer.checkpoint import load_checkpoint
+from trainer.data.fingerprint import file_sha256
 from trainer.errors import CheckpointError, ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _head_prefix(model: Any) -> str:

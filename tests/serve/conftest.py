@@ -1,26 +1,3 @@
-"""Session fixtures: the tiny checkpoint and its bundle (see fixtures.py)."""
+"""The server tests use the export tests' session fixtures: one tiny checkpoint and bundle."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import pytest
-
-from tests.export.fixtures import tiny_bundle, tiny_checkpoint
-
-
-@pytest.fixture(scope="session")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.getbasetemp() / "export-shared"
-    base.mkdir(exist_ok=True)
-    return base
-
-
-@pytest.fixture(scope="session")
-def checkpoint(shared: Path) -> Path:
-    return tiny_checkpoint(shared)
-
-
-@pytest.fixture(scope="session")
-def bundle(shared: Path) -> Path:
-    return tiny_bundle(shared)
+from tests.export.conftest import bundle, checkpoint, shared  # noqa: F401

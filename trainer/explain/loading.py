@@ -13,36 +13,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trainer.checkpoint import checkpoint_metadata, load_checkpoint
+from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
 from trainer.data.dataset import load_image
 from trainer.data.image_folder import IMAGE_EXTENSIONS
-from trainer.errors import CheckpointError, DataError
+from trainer.errors import DataError
 
 
 def load_classifier(ckpt_path: str | Path) -> Any:
     """The ``ImageClassifier`` of a checkpoint written by this project, in eval mode on the CPU."""
-    from trainer.models.classifier import ImageClassifier
-
-    meta = checkpoint_metadata(ckpt_path)
-    model_cfg = dict(meta.get("config", {}).get("model", {}))
-    model = ImageClassifier(
-        backbone=meta["backbone"],
-        class_names=meta["class_names"],
-        pretrained=False,
-        input_size=int(meta["preprocessing"]["input_size"][-1]),
-        drop_rate=float(model_cfg.get("drop_rate", 0.0)),
-        model_kwargs=dict(model_cfg.get("model_kwargs") or {}),
-    )
-    state = load_checkpoint(ckpt_path)["state_dict"]
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"ckpt_path: '{ckpt_path}' does not fit {meta['backbone']} "
-            f"({str(err).splitlines()[0][:200]})"
-        ) from err
-    model.run_metadata = dict(meta)
-    return model.eval()
+    return classifier_from_checkpoint(load_checkpoint(ckpt_path), ckpt_path)
 
 
 def image_files(images: str | Path | list[str | Path]) -> list[Path]:

@@ -21,7 +21,6 @@ parity check passed; a failed export leaves nothing behind.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import shutil
@@ -32,8 +31,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint import load_checkpoint
-from trainer.errors import CheckpointError
+from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
+from trainer.data.fingerprint import file_sha256
 from trainer.export import ExportError
 
 HERE = Path(__file__).resolve().parent
@@ -62,14 +61,6 @@ CMD ["python", "server.py", "--host", "0.0.0.0", "--port", "8000"]
 """
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def default_out(ckpt_path: Path) -> Path:
     """``<ckpt folder>/<ckpt stem>_bundle``: beside the checkpoint, never over it."""
     return ckpt_path.parent / f"{ckpt_path.stem}_bundle"
@@ -77,27 +68,8 @@ def default_out(ckpt_path: Path) -> Path:
 
 def load_model(ckpt: dict[str, Any], ckpt_path: Path) -> tuple[Any, dict[str, Any]]:
     """The ``ImageClassifier`` of a checkpoint (read with weights_only), and its metadata."""
-    from trainer.models.classifier import ImageClassifier
-
-    meta = ckpt.get("trainer_metadata")
-    if not meta:
-        raise CheckpointError(f"ckpt_path: '{ckpt_path}' was not written by this project")
-    model_cfg = (meta.get("config") or {}).get("model") or {}
-    model = ImageClassifier(
-        backbone=meta["backbone"],
-        class_names=meta["class_names"],
-        pretrained=False,
-        input_size=meta["preprocessing"]["input_size"][-1],
-        model_kwargs=model_cfg.get("model_kwargs"),  # e.g. a ViT's dynamic_img_size
-    )
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"ckpt_path: '{ckpt_path}' does not fit {meta['backbone']}: {str(err).splitlines()[0]}"
-        ) from err
-    model.preprocessing = dict(meta["preprocessing"])
-    return model.eval(), meta
+    model = classifier_from_checkpoint(ckpt, ckpt_path)
+    return model, model.run_metadata
 
 
 def _load_module(path: Path) -> Any:
@@ -165,7 +137,7 @@ def write_manifest(
     manifest = {
         "format": FORMAT,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "checkpoint": {"path": str(ckpt_path.resolve()), "sha256": sha256(ckpt_path)},
+        "checkpoint": {"path": str(ckpt_path.resolve()), "sha256": file_sha256(ckpt_path)},
         "backbone": meta["backbone"],
         "class_names": meta["class_names"],
         "lineage": meta.get("lineage"),
@@ -176,7 +148,7 @@ def write_manifest(
             **{p: metadata.version(p) for p in ["onnx", *RUNTIME_PACKAGES]},
         },
         "parity": parity,
-        "files": {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size} for p in files},
+        "files": {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in files},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
 
