@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 # the loaders of in-memory data need no worker processes.
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+# The sanity check's two validation batches may hold one class only: AUROC is undefined there.
+warnings.filterwarnings("ignore", message=".*No (positive|negative) samples in targets.*")
+# TensorBoard's graph is traced with torch.jit, which torch now calls deprecated.
+warnings.filterwarnings("ignore", message=".*torch.jit.trace(_method)?` is deprecated.*")
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)`? is deprecated.*")
 
 
