@@ -11,6 +11,7 @@ through this plugin: best and last checkpoints, and Lightning's ``hpc_ckpt_N.ckp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -61,9 +62,8 @@ def _fsync_dir(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):  # some file systems cannot sync a directory
+            os.fsync(fd)
     finally:
         os.close(fd)
 
