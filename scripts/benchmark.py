@@ -48,17 +48,25 @@ console = Console()
 
 
 class StepTimer(L.Callback):
-    """Times the steps after ``warmup`` inside Trainer.fit (set-up and teardown not included)."""
+    """Times the steps after ``warmup`` inside Trainer.fit, up to the end of training (so the
+    epoch-end work, e.g. computing the epoch's metrics, is counted); ``steps_end`` marks the
+    last step's end, to tell that epoch-end work apart. Set-up and teardown are not included."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup = warmup
         self.start = 0.0
+        self.steps_end = 0.0
         self.end = 0.0
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if trainer.global_step == self.warmup:
             self._sync(trainer)
             self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if trainer.global_step == trainer.max_steps:  # the last step: one sync, not one per step
+            self._sync(trainer)
+            self.steps_end = time.perf_counter()
 
     def on_train_end(self, trainer: L.Trainer, *args: Any) -> None:
         self._sync(trainer)
@@ -101,15 +109,15 @@ def build(cfg, steps: int):  # noqa: ANN201 - (model, datamodule)
 
 def raw_loop(model, batches: Callable[[], Iterator], steps: int, warmup: int, device: str) -> float:
     """The minimal loop a person would write: same network, optimizer groups, schedule, loss."""
-    net = model.net.to(device)
-    mean, std = model.mean.to(device), model.std.to(device)
+    model.to(device)
+    net, mean, std = model.net, model.mean, model.std
     fused = {"fused": True} if device == "cuda" else {}
     opt = model.optimizer_factory(
         [{"params": list(model.head.parameters())}, {"params": model.backbone_parameters()}],
         **fused,
     )
     sched = model.scheduler_factory(opt, total_steps=steps)
-    channels_last = device == "cuda"
+    channels_last = model.use_channels_last  # the memory format ours would use on this device
     if channels_last:
         net.to(memory_format=torch.channels_last)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda")
@@ -138,11 +146,14 @@ def raw_loop(model, batches: Callable[[], Iterator], steps: int, warmup: int, de
     return time.perf_counter() - start
 
 
-def ours(model, loader, steps: int, warmup: int, accelerator: str, precision: str) -> float:
-    """Our LightningModule under Lightning's Trainer, as train.py runs it (no validation)."""
-    from lightning.pytorch.callbacks import RichProgressBar
+def ours(
+    model, loader, steps: int, warmup: int, accelerator: str, precision: str
+) -> tuple[float, float]:
+    """Our LightningModule under Lightning's Trainer, as train.py runs it (no validation).
 
+    Returns the seconds of the timed steps (epoch end included) and of the epoch end alone."""
     from trainer.callbacks.backbone_freeze import BackboneFreeze
+    from trainer.callbacks.progress_bar import SyncFreeRichProgressBar
 
     timer = StepTimer(warmup)
     trainer = L.Trainer(
@@ -155,11 +166,11 @@ def ours(model, loader, steps: int, warmup: int, accelerator: str, precision: st
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        callbacks=[timer, BackboneFreeze(), RichProgressBar()],
+        callbacks=[timer, BackboneFreeze(), SyncFreeRichProgressBar()],
         benchmark=accelerator == "cuda",
     )
     trainer.fit(model, train_dataloaders=loader)
-    return timer.end - timer.start
+    return timer.end - timer.start, timer.end - timer.steps_end
 
 
 def cycle(loader) -> Callable[[], Iterator]:
@@ -180,7 +191,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
         "print_config=false",
     ]
     cfg = compose(overrides)
-    raw_s, ours_s = [], []
+    raw_s, ours_s, epoch_end_s = [], [], []
     timed = args.steps - args.warmup
     for r in range(args.repeats):
         for name in ("raw", "ours") if r % 2 == 0 else ("ours", "raw"):
@@ -190,7 +201,9 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
             if name == "raw":
                 raw_s.append(raw_loop(model, cycle(loader), args.steps, args.warmup, "cpu"))
             else:
-                ours_s.append(ours(model, loader, args.steps, args.warmup, "cpu", "32-true"))
+                seconds, epoch_end = ours(model, loader, args.steps, args.warmup, "cpu", "32-true")
+                ours_s.append(seconds)
+                epoch_end_s.append(epoch_end)
             console.print(
                 f"  repeat {r + 1}/{args.repeats} {name}: {timed * args.batch_size / (raw_s if name == 'raw' else ours_s)[-1]:.1f} img/s"
             )
@@ -208,6 +221,7 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
         "raw_median": statistics.median(raw_ips),
         "ours_median": statistics.median(ours_ips),
         "ratio_median": statistics.median(ratios),
+        "ours_epoch_end_seconds": statistics.median(epoch_end_s),
     }
 
 
@@ -311,17 +325,15 @@ def gpu(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.backends.cudnn.benchmark = True
     out: dict[str, Any] = {"device": torch.cuda.get_device_name(), "batch_size": batch}
-    for precision in ("fp32", "bf16"):
+    wanted = {p.strip() for p in args.gpu_parts.split(",")}
+    for precision in ("fp32", "bf16") if "variants" in wanted else ():
         for channels_last in (False, True):
             key = f"{precision}{'_channels_last' if channels_last else ''}_eager"
             out[key] = variant(precision, channels_last, False)
             console.print(f"  {key}: {out[key]:.0f} img/s")
-    out["bf16_channels_last_compile"] = variant("bf16", True, True)
-    console.print(f"  bf16_channels_last_compile: {out['bf16_channels_last_compile']:.0f} img/s")
-
     classes = [str(i) for i in range(1000)]
-    raw_runs, our_runs = [], []
-    for r in range(args.repeats):
+    raw_runs, our_runs, epoch_end_s = [], [], []
+    for r in range(args.repeats if "ratio" in wanted else 0):
         for name in ("raw", "ours") if r % 2 == 0 else ("ours", "raw"):
             model = ImageClassifier(
                 "resnet50",
@@ -336,11 +348,23 @@ def gpu(args: argparse.Namespace) -> dict[str, Any]:
                 raw_runs.append((steps - warmup) * batch / seconds)
             else:
                 loader = _FixedBatches(images, target, steps)
-                seconds = ours(model, loader, steps, warmup, "cuda", "bf16-mixed")
+                seconds, epoch_end = ours(model, loader, steps, warmup, "cuda", "bf16-mixed")
                 our_runs.append((steps - warmup) * batch / seconds)
-    out["raw_bf16_channels_last"] = statistics.median(raw_runs)
-    out["ours_bf16_channels_last"] = statistics.median(our_runs)
-    out["ratio_ours_raw"] = out["ours_bf16_channels_last"] / out["raw_bf16_channels_last"]
+                epoch_end_s.append(epoch_end)
+    if raw_runs:
+        out["ours_epoch_end_seconds"] = statistics.median(epoch_end_s)
+        out["raw_bf16_channels_last"] = statistics.median(raw_runs)
+        out["ours_bf16_channels_last"] = statistics.median(our_runs)
+        out["ratio_ours_raw"] = out["ours_bf16_channels_last"] / out["raw_bf16_channels_last"]
+        console.print(
+            f"  raw {out['raw_bf16_channels_last']:.0f} img/s, ours "
+            f"{out['ours_bf16_channels_last']:.0f} img/s, ratio {out['ratio_ours_raw']:.3f}"
+        )
+    if "compile" in wanted:  # last: compiling ResNet-50 takes a minute or more
+        out["bf16_channels_last_compile"] = variant("bf16", True, True)
+        console.print(
+            f"  bf16_channels_last_compile: {out['bf16_channels_last_compile']:.0f} img/s"
+        )
     return out
 
 
@@ -374,7 +398,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--parts", default="overhead,pipeline,tta,gpu")
-    parser.add_argument("--model", default="resnet18", help="model config (configs/model/)")
+    parser.add_argument("--model", default="resnet10t", help="model config (configs/model/)")
     parser.add_argument("--input-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30, help="steps per run, warmup included")
@@ -383,6 +407,11 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.95, help="val/acc for time to accuracy")
     parser.add_argument("--gpu-batch-size", type=int, default=256)
     parser.add_argument("--gpu-steps", type=int, default=60)
+    parser.add_argument(
+        "--gpu-parts",
+        default="variants,ratio,compile",
+        help="of the gpu part: variants (fp32/bf16 x channels_last), ratio (ours vs raw), compile",
+    )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "outputs" / "benchmark" / "benchmark.json"
     )

@@ -38,7 +38,7 @@ def test_debug_modes_compose(debug: str, tmp_path: Path) -> None:
 def test_experiment_and_hparams_compose(tmp_path: Path) -> None:
     cfg = compose_cfg(["experiment=pcb_defect"], tmp_path)
     assert cfg.data._target_.endswith("PCBDataModule")
-    assert cfg.model.backbone == "resnet18"
+    assert cfg.model.backbone == "resnet10t"
 
 
 @pytest.mark.parametrize("model", options("model"))

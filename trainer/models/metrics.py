@@ -17,9 +17,20 @@ from torchmetrics.classification import (
 
 
 class SplitMetrics(nn.Module):
-    """Accuracy, macro F1 and AUROC of one split, updated per batch, computed once per epoch."""
+    """Accuracy, macro F1 and AUROC of one split, computed once per epoch.
 
-    def __init__(self, class_names: list[str], good_class: str | None = "good") -> None:
+    Batches are only buffered on their device during the epoch and fed to torchmetrics in large
+    chunks: each torchmetrics update waits for the GPU (bincount, range checks), and one such wait
+    per step keeps the CPU from queueing the next step, where a raw loop never waits.
+    """
+
+    def __init__(
+        self,
+        class_names: list[str],
+        good_class: str | None = "good",
+        auroc_last_rows: int | None = None,
+        flush_rows: int = 65536,
+    ) -> None:
         super().__init__()
         k = len(class_names)
         self.class_names = list(class_names)
@@ -28,31 +39,70 @@ class SplitMetrics(nn.Module):
         self.f1 = MulticlassF1Score(num_classes=k, average="macro")
         self.auroc = MulticlassAUROC(num_classes=k, average=None)
         self.pass_fail_auroc = BinaryAUROC() if self.good_index is not None else None
+        # Exact AUROC keeps every score and loops over the classes in Python when computed: on a
+        # large split that is gigabytes and seconds. auroc_last_rows bounds it to the split's
+        # last N rows (None: all). torchmetrics' binned AUROC was no way out: its update is slower.
+        self.auroc_last_rows = auroc_last_rows
+        self._auroc_probs: Tensor | None = None
+        self._auroc_targets: Tensor | None = None
+        self.flush_rows = flush_rows
+        self._probs: list[Tensor] = []
+        self._targets: list[Tensor] = []
+        self._rows = 0
 
     @torch.no_grad()
     def update(self, logits: Tensor, target: Tensor) -> None:
-        probs = logits.float().softmax(dim=-1)
+        self._probs.append(logits.detach().float().softmax(dim=-1))
+        self._targets.append(target.detach())
+        self._rows += len(target)
+        if self._rows >= self.flush_rows:  # bounded memory on large splits
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._probs:
+            return
+        probs, target = torch.cat(self._probs), torch.cat(self._targets)
+        self._probs, self._targets, self._rows = [], [], 0
         self.acc.update(probs, target)
         self.f1.update(probs, target)
+        if self.auroc_last_rows is None:
+            self._update_auroc(probs, target)
+            return
+        if self._auroc_probs is not None:  # keep only the newest rows until compute()
+            probs, target = (
+                torch.cat([self._auroc_probs, probs]),
+                torch.cat([self._auroc_targets, target]),
+            )
+        self._auroc_probs = probs[-self.auroc_last_rows :]
+        self._auroc_targets = target[-self.auroc_last_rows :]
+
+    def _update_auroc(self, probs: Tensor, target: Tensor) -> None:
         self.auroc.update(probs, target)
         if self.pass_fail_auroc is not None:
             self.pass_fail_auroc.update(1 - probs[:, self.good_index], target != self.good_index)
 
-    def compute(self, prefix: str) -> dict[str, Tensor]:
-        """All metrics as ``{prefix}/name`` scalars (AUROC of a class absent from the split is nan)."""
-        per_class = self.auroc.compute()
+    def compute(self, prefix: str, per_class: bool = True) -> dict[str, Tensor]:
+        """All metrics as ``{prefix}/name`` scalars (AUROC of a class absent from the split is nan);
+        ``per_class=False`` leaves out the per-class AUROCs (their mean stays)."""
+        self._flush()
+        if self._auroc_probs is not None:
+            self._update_auroc(self._auroc_probs, self._auroc_targets)
+            self._auroc_probs = self._auroc_targets = None
+        per_class_auroc = self.auroc.compute()
         out = {
             f"{prefix}/acc": self.acc.compute(),
             f"{prefix}/f1": self.f1.compute(),
-            f"{prefix}/auroc": per_class.nanmean(),
+            f"{prefix}/auroc": per_class_auroc.nanmean(),
         }
-        for name, value in zip(self.class_names, per_class, strict=True):
+        for name, value in zip(self.class_names, per_class_auroc, strict=True) if per_class else ():
             out[f"{prefix}/auroc_{name}"] = value
         if self.pass_fail_auroc is not None:
             out[f"{prefix}/auroc_pass_fail"] = self.pass_fail_auroc.compute()
         return out
 
     def reset(self) -> None:
+        self._probs, self._targets, self._rows = [], [], 0
+        self._auroc_probs = self._auroc_targets = None
         for metric in (self.acc, self.f1, self.auroc, self.pass_fail_auroc):
             if metric is not None:
                 metric.reset()
