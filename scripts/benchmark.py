@@ -184,6 +184,7 @@ def cycle(loader) -> Callable[[], Iterator]:
 def overhead(args: argparse.Namespace) -> dict[str, Any]:
     overrides = [
         f"model={args.model}",
+        *([f"model.backbone={args.backbone}"] if args.backbone else []),
         f"model.input_size={args.input_size}",
         f"data.batch_size={args.batch_size}",
         "model.pretrained=false",
@@ -251,6 +252,8 @@ def time_to_accuracy(args: argparse.Namespace) -> dict[str, Any]:
     """Run the default experiment until val/acc >= target; the dataset is generated beforehand."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from trainer.callbacks.stop_at_target import reached
+
     cfg = compose(["print_config=false"])
     import hydra
 
@@ -271,7 +274,7 @@ def time_to_accuracy(args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError(f"train.py failed:\n{result.stderr[-2000:]}")
     acc = EventAccumulator(str(run_dir / "tensorboard"))
     acc.Reload()
-    hits = [e for e in acc.Scalars("val/acc") if e.value >= args.target]
+    hits = [e for e in acc.Scalars("val/acc") if reached(e.value, args.target)]
     return {
         "target": args.target,
         "seconds_to_target": hits[0].wall_time - start if hits else None,
@@ -399,6 +402,7 @@ def main() -> None:
     )
     parser.add_argument("--parts", default="overhead,pipeline,tta,gpu")
     parser.add_argument("--model", default="resnet10t", help="model config (configs/model/)")
+    parser.add_argument("--backbone", default=None, help="any timm name instead of the config's")
     parser.add_argument("--input-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30, help="steps per run, warmup included")
@@ -406,7 +410,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="alternating raw/ours pairs")
     parser.add_argument("--target", type=float, default=0.95, help="val/acc for time to accuracy")
     parser.add_argument("--gpu-batch-size", type=int, default=256)
-    parser.add_argument("--gpu-steps", type=int, default=60)
+    parser.add_argument("--gpu-steps", type=int, default=200)
     parser.add_argument(
         "--gpu-parts",
         default="variants,ratio,compile",

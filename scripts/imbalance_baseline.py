@@ -5,7 +5,7 @@ its test split with the same metric code as eval.py (trainer/eval_metrics.py), a
 ``--no-train``, trains a small model with train.py and reads its report (metrics.json).
 
 Example (the README's figure):
-    python scripts/imbalance_baseline.py --model test_resnet --epochs 8
+    python scripts/imbalance_baseline.py --model resnet10t --epochs 8
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ def train_model(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
         "callbacks.rich_progress_bar=null",
         "print_config=false",
         "tags=[imbalance_benchmark]",
+        "resume=never",  # a benchmark trains afresh, whatever the folder holds
         f"hydra.run.dir={run_dir}",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -120,3 +120,29 @@ def test_not_a_checkpoint_is_refused(tiny_cfg, tmp_path: Path) -> None:
     fake.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="fake.ckpt"):
         train(tiny_cfg(f"ckpt_path={fake}"))
+
+
+def test_stop_at_target_counts_exactly_the_target_as_reached() -> None:
+    import torch
+
+    from trainer.callbacks.stop_at_target import reached
+
+    assert reached(torch.tensor(380 / 400).item(), 0.95)  # float32(0.95) < 0.95 as a float
+    assert not reached(379 / 400, 0.95)
+
+
+def test_stop_at_target_stops_the_run(tiny_cfg) -> None:
+    cfg = tiny_cfg("trainer.max_epochs=4", "callbacks.stop_at_target.target=0.0", "test=false")
+    train(cfg)
+    acc = events(Path(cfg.paths.output_dir))
+    assert len(acc.Scalars("val/acc")) == 1  # stopped after the first validation
+
+
+def test_resume_into_a_folder_of_another_backbone_is_refused(trained, tiny_cfg) -> None:
+    run, _ = trained  # resume=auto finds this folder's last.ckpt, of test_resnet
+    cfg = tiny_cfg("model.backbone=test_efficientnet", f"hydra.run.dir={run}")
+    cfg.paths.output_dir = str(run)
+    with pytest.raises(
+        CheckpointError, match="test_resnet that do not fit this run's test_efficientnet"
+    ):
+        train(cfg)

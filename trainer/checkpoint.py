@@ -45,6 +45,22 @@ def check_classes(path: str | Path, class_names: list[str]) -> None:
         )
 
 
+def check_weights_fit(path: str | Path, model: torch.nn.Module, backbone: str) -> None:
+    """Refuse, in one line, a checkpoint whose weights do not fit ``model`` (another backbone or
+    size): Lightning would fail later with a long state-dict traceback."""
+    ckpt = load_checkpoint(path)
+    theirs, ours = ckpt["state_dict"], model.state_dict()
+    misfit = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
+    misfit += [k for k in theirs if k not in ours]
+    if misfit:
+        trained = (ckpt.get("trainer_metadata") or {}).get("backbone", "another model")
+        raise CheckpointError(
+            f"ckpt_path: '{path}' holds weights of {trained} that do not fit this run's "
+            f"{backbone} (first misfit: {misfit[0]}); give a matching ckpt_path, or start afresh "
+            "with resume=never or another hydra.run.dir"
+        )
+
+
 def classifier_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:
     """The ImageClassifier a checkpoint describes, with its trained weights, in eval mode.
 

@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.checkpoint import check_classes
+from trainer.checkpoint import check_classes, check_weights_fit
 from trainer.checkpoint_io import with_atomic_io
 from trainer.data.contract import contract_before_training
 from trainer.distributed import (
@@ -108,6 +108,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # weights come from the parent: no hub look-up
         **({"pretrained": False} if cfg.get("finetune_from") else {}),
     )
+    if ckpt_path:
+        check_weights_fit(ckpt_path, model, cfg.model.backbone)
     datamodule.set_preprocessing(model.preprocessing)
     model.run_metadata = {
         "config": OmegaConf.to_container(cfg, resolve=True),
