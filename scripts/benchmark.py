@@ -422,6 +422,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     unknown = parts - {"overhead", "pipeline", "tta", "gpu"}
+    unknown |= {p.strip() for p in args.gpu_parts.split(",")} - {"variants", "ratio", "compile"}
     if unknown or args.steps <= args.warmup:
         parser.error(
             f"unknown parts {sorted(unknown)}" if unknown else "--steps must exceed --warmup"

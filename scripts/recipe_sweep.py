@@ -6,6 +6,7 @@ accuracy per epoch and test accuracy, and `--out` the JSON. It chose the default
 
     python scripts/recipe_sweep.py --parallel 8                  # every recipe
     python scripts/recipe_sweep.py r10t r18_base --parallel 1    # some of them
+    python scripts/recipe_sweep.py r10t -- data.generator.seed=1 # after --: for every run
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ COMMON = [
     "data.validate=off",
     "report=false",
     "history.path=null",
+    "resume=never",  # a recipe trains afresh, whatever its folder holds from an earlier sweep
 ]
 R10T, R18, RX2, RX4 = (
     "model.backbone=resnet10t",
@@ -94,13 +96,13 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--budget", type=float, default=3600, help="seconds; runs left are stopped")
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "sweep" / "sweep.json")
-    p.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: for every run")
-    args = p.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, extra = p.parse_args(argv[:cut]), argv[cut + 1 :]  # after --: overrides of every run
     unknown = [n for n in args.recipes if n not in RECIPES]
     if unknown or args.parallel < 1:
         p.error(f"unknown recipes {unknown}" if unknown else "--parallel must be 1 or more")
     names = args.recipes or list(RECIPES)
-    extra = [o for o in args.overrides if o != "--"]
     root = args.out.parent
     root.mkdir(parents=True, exist_ok=True)
     threads = str(max(1, (os.cpu_count() or 1) // args.parallel))
@@ -112,8 +114,10 @@ def main() -> None:
             run_dir = root / name
             cmd = [sys.executable, "train.py", *COMMON, f"trainer.max_epochs={args.epochs}"]
             cmd += [*RECIPES[name], *extra, f"hydra.run.dir={run_dir}"]
-            log = (root / f"{name}.log").open("w")
-            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+            with (root / f"{name}.log").open("w") as log:  # the child keeps its own handle
+                proc = subprocess.Popen(
+                    cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+                )
             running[name] = (proc, time.time(), run_dir)
         time.sleep(1)
         for name, (proc, t0, run_dir) in list(running.items()):
@@ -126,7 +130,10 @@ def main() -> None:
             args.out.write_text(json.dumps(results, indent=1))
     for name, (proc, _, run_dir) in running.items():  # over budget
         proc.kill()
+        proc.wait()
         results[name] = {"rc": "stopped at the budget", **curve(run_dir)}
+    for name in pending:
+        results[name] = {"rc": "not started: over the budget"}
     args.out.write_text(json.dumps(results, indent=1))
     print(f"\n{'recipe':16s} {'first epoch >= 0.95':>20s} {'val acc, last':>14s} {'test acc':>9s}")
     for name, r in results.items():

@@ -69,3 +69,19 @@ def test_debug_fast_from_the_command_line(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Run folder:" in result.stdout
     assert "test/acc" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["scripts/recipe_sweep.py", "nope"], "unknown recipes ['nope']"),
+        (["scripts/recipe_sweep.py", "--parallel", "0"], "--parallel must be 1 or more"),
+        (["scripts/benchmark.py", "--gpu-parts", "ratoi"], "unknown parts ['ratoi']"),
+    ],
+)
+def test_benchmark_scripts_refuse_bad_options(args: list[str], needle: str) -> None:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr

@@ -146,3 +146,25 @@ def test_resume_into_a_folder_of_another_backbone_is_refused(trained, tiny_cfg) 
         CheckpointError, match="test_resnet that do not fit this run's test_efficientnet"
     ):
         train(cfg)
+
+
+def test_progress_bar_shows_the_loss_without_reading_it_every_step(tiny_cfg, monkeypatch) -> None:
+    from trainer.callbacks.progress_bar import SyncFreeRichProgressBar
+
+    seen: list[tuple[dict, dict]] = []
+    original = SyncFreeRichProgressBar.get_metrics
+
+    def spy(self, trainer, pl_module):  # noqa: ANN001, ANN202
+        items = original(self, trainer, pl_module)
+        if trainer.training:
+            seen.append((dict(items), dict(trainer.progress_bar_metrics)))
+        return items
+
+    monkeypatch.setattr(SyncFreeRichProgressBar, "get_metrics", spy)
+    bar = (
+        "{_target_:trainer.callbacks.progress_bar.SyncFreeRichProgressBar,metrics_every_n_steps:2}"
+    )
+    train(tiny_cfg(f"callbacks.rich_progress_bar={bar}", "trainer.max_epochs=2", "test=false"))
+    assert any(isinstance(items.get("train/loss"), float) for items, _ in seen)
+    # Lightning converts (syncs) prog_bar step metrics after every batch: the loss is not one.
+    assert not any(k.startswith("train/loss") for _, pbar in seen for k in pbar)

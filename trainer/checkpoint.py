@@ -35,9 +35,8 @@ def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def check_classes(path: str | Path, class_names: list[str]) -> None:
+def check_classes(path: str | Path, trained: list[str], class_names: list[str]) -> None:
     """Refuse a checkpoint whose classes differ from the data's."""
-    trained = checkpoint_metadata(path)["class_names"]
     if list(trained) != list(class_names):
         raise CheckpointError(
             f"ckpt_path: '{path}' was trained on classes {list(trained)} but the data has "
@@ -45,20 +44,28 @@ def check_classes(path: str | Path, class_names: list[str]) -> None:
         )
 
 
-def check_weights_fit(path: str | Path, model: torch.nn.Module, backbone: str) -> None:
-    """Refuse, in one line, a checkpoint whose weights do not fit ``model`` (another backbone or
-    size): Lightning would fail later with a long state-dict traceback."""
+def check_resumable(
+    path: str | Path, class_names: list[str], model: torch.nn.Module, backbone: str
+) -> None:
+    """Refuse, in one line, a checkpoint a run cannot continue from: other classes, or weights
+    that do not fit ``model`` (another backbone or size; Lightning would fail later with a long
+    state-dict traceback). Reads the file once."""
     ckpt = load_checkpoint(path)
+    meta = ckpt.get("trainer_metadata")
+    if not meta:
+        raise CheckpointError(f"ckpt_path: '{path}' was not written by this project (no metadata)")
+    check_classes(path, meta["class_names"], class_names)
     theirs, ours = ckpt["state_dict"], model.state_dict()
-    misfit = [k for k in ours if k not in theirs or theirs[k].shape != ours[k].shape]
-    misfit += [k for k in theirs if k not in ours]
-    if misfit:
-        trained = (ckpt.get("trainer_metadata") or {}).get("backbone", "another model")
-        raise CheckpointError(
-            f"ckpt_path: '{path}' holds weights of {trained} that do not fit this run's "
-            f"{backbone} (first misfit: {misfit[0]}); give a matching ckpt_path, or start afresh "
-            "with resume=never or another hydra.run.dir"
-        )
+    for key in [*ours, *(k for k in theirs if k not in ours)]:
+        mine = tuple(ours[key].shape) if key in ours else "absent"
+        saved = tuple(theirs[key].shape) if key in theirs else "absent"
+        if mine != saved:
+            raise CheckpointError(
+                f"ckpt_path: '{path}' holds weights of {meta.get('backbone', 'another model')} "
+                f"that do not fit this run's {backbone} ({key}: {saved} in the checkpoint, "
+                f"{mine} here); give a matching ckpt_path, or start afresh with resume=never or "
+                "another hydra.run.dir"
+            )
 
 
 def classifier_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:

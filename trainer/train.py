@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.checkpoint import check_classes, check_weights_fit
+from trainer.checkpoint import check_resumable
 from trainer.checkpoint_io import with_atomic_io
 from trainer.data.contract import contract_before_training
 from trainer.distributed import (
@@ -96,11 +96,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     class_names = datamodule.class_names
     ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path, or the run folder's newest (resume=auto)
-    if ckpt_path:
-        check_classes(ckpt_path, class_names)
-    data_summary = datamodule.summary()  # its fingerprint also goes into the data contract
-    data_contract = contract_before_training(cfg, datamodule, data_summary["fingerprint"])
-
     model = hydra.utils.instantiate(
         cfg.model,
         class_names=class_names,
@@ -108,8 +103,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # weights come from the parent: no hub look-up
         **({"pretrained": False} if cfg.get("finetune_from") else {}),
     )
-    if ckpt_path:
-        check_weights_fit(ckpt_path, model, cfg.model.backbone)
+    if ckpt_path:  # before anything is written into the run folder
+        check_resumable(ckpt_path, class_names, model, cfg.model.backbone)
+    data_summary = datamodule.summary()  # its fingerprint also goes into the data contract
+    data_contract = contract_before_training(cfg, datamodule, data_summary["fingerprint"])
     datamodule.set_preprocessing(model.preprocessing)
     model.run_metadata = {
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -31,6 +31,7 @@ class FastPathProbe(L.Callback):
 
 
 def test_gpu_run_takes_the_fast_path(tiny_cfg, monkeypatch) -> None:
+    FastPathProbe.seen = {}
     original = L.Trainer.fit
 
     def fit(self, model, *args, **kwargs):

@@ -35,7 +35,7 @@ class ImageClassifier(L.LightningModule):
         backbone_lr_ratio: backbone lr as a share of the head's.
         compile: torch.compile the network.
         channels_last: NHWC memory format ("auto": on CUDA and CPU, where convolutions gain from
-            it: 1.1x to 1.4x for CNN training steps on this project's CPU, cuDNN's fast path).
+            it: 1.04x to 1.4x for CNN training steps on this project's CPU; cuDNN's fast path).
         model_kwargs: extra keyword arguments of ``timm.create_model``.
         optimizer: partial optimizer, called with the param groups.
         scheduler: partial schedule, called with the optimizer and ``total_steps``.
@@ -80,7 +80,8 @@ class ImageClassifier(L.LightningModule):
         self.register_buffer("std", torch.tensor(self.preprocessing["std"]).view(1, 3, 1, 1) * 255)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        # Training AUROC over the epoch's last 4096 images (the model changes every step anyway):
+        # Training AUROC over the epoch's last 4096 images of each process (the model changes
+        # every step anyway):
         # bounded memory and time on large sets. Val and test, the figures that decide, use all.
         self.train_metrics = SplitMetrics(self.class_names, good_class, auroc_last_rows=4096)
         self.val_metrics = SplitMetrics(self.class_names, good_class)
@@ -139,7 +140,9 @@ class ImageClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss, _ = self._step(batch, self.train_metrics)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        # Not prog_bar: Lightning would read it (a device sync) after every step; the progress
+        # bar (trainer/callbacks/progress_bar.py) reads it every few steps instead.
+        self.log("train/loss", loss, on_step=True, on_epoch=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

@@ -41,7 +41,7 @@ class SplitMetrics(nn.Module):
         self.pass_fail_auroc = BinaryAUROC() if self.good_index is not None else None
         # Exact AUROC keeps every score and loops over the classes in Python when computed: on a
         # large split that is gigabytes and seconds. auroc_last_rows bounds it to the split's
-        # last N rows (None: all). torchmetrics' binned AUROC was no way out: its update is slower.
+        # last N rows of each process (None: all). torchmetrics' binned AUROC was no way out: its update is slower.
         self.auroc_last_rows = auroc_last_rows
         self._auroc_probs: Tensor | None = None
         self._auroc_targets: Tensor | None = None
@@ -73,8 +73,9 @@ class SplitMetrics(nn.Module):
                 torch.cat([self._auroc_probs, probs]),
                 torch.cat([self._auroc_targets, target]),
             )
-        self._auroc_probs = probs[-self.auroc_last_rows :]
-        self._auroc_targets = target[-self.auroc_last_rows :]
+        # clone: a view would keep the whole concatenated chunk alive
+        self._auroc_probs = probs[-self.auroc_last_rows :].clone()
+        self._auroc_targets = target[-self.auroc_last_rows :].clone()
 
     def _update_auroc(self, probs: Tensor, target: Tensor) -> None:
         self.auroc.update(probs, target)
