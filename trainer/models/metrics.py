@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torchmetrics.classification import (
-    BinaryAUROC,
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassF1Score,
-)
+from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, MulticlassF1Score
+
+from trainer.models.auroc import FastMulticlassAUROC
 
 
 class SplitMetrics(nn.Module):
@@ -37,11 +34,11 @@ class SplitMetrics(nn.Module):
         self.good_index = class_names.index(good_class) if good_class in class_names else None
         self.acc = MulticlassAccuracy(num_classes=k, average="micro")
         self.f1 = MulticlassF1Score(num_classes=k, average="macro")
-        self.auroc = MulticlassAUROC(num_classes=k, average=None)
+        self.auroc = FastMulticlassAUROC(num_classes=k)
         self.pass_fail_auroc = BinaryAUROC() if self.good_index is not None else None
-        # Exact AUROC keeps every score and loops over the classes in Python when computed: on a
-        # large split that is gigabytes and seconds. auroc_last_rows bounds it to the split's
-        # last N rows of each process (None: all). torchmetrics' binned AUROC was no way out: its update is slower.
+        # Exact AUROC keeps every score: on a large split that is gigabytes. auroc_last_rows
+        # bounds it to the split's last N rows of each process (None: all). torchmetrics' binned
+        # AUROC was no way out: its update is slower.
         self.auroc_last_rows = auroc_last_rows
         self._auroc_probs: Tensor | None = None
         self._auroc_targets: Tensor | None = None
