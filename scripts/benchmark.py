@@ -1,7 +1,7 @@
 """Speed of the framework against a minimal raw PyTorch loop, measured in the same process.
 
     python scripts/benchmark.py                      # parts: overhead, pipeline, tta (and gpu)
-    python scripts/benchmark.py --parts overhead --repeats 7 --steps 40
+    python scripts/benchmark.py --parts overhead --repeats 3 --steps 20   # a quick look
     python scripts/benchmark.py --parts gpu          # ResNet-50, 224 px, synthetic data on the GPU
 
 Parts:
@@ -405,9 +405,16 @@ def main() -> None:
     parser.add_argument("--backbone", default=None, help="any timm name instead of the config's")
     parser.add_argument("--input-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=30, help="steps per run, warmup included")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=65,
+        help="steps per run, warmup included",
+    )
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=5, help="alternating raw/ours pairs")
+    parser.add_argument(
+        "--repeats", type=int, default=7, help="alternating raw/ours pairs (the median is reported)"
+    )
     parser.add_argument("--target", type=float, default=0.95, help="val/acc for time to accuracy")
     parser.add_argument("--gpu-batch-size", type=int, default=256)
     parser.add_argument("--gpu-steps", type=int, default=200)
