@@ -22,7 +22,6 @@ CHUNK_ELEMENTS = 1 << 24  # classes x rows ranked at a time (the int64 ranks of 
 def per_class_auroc(probs: Tensor, target: Tensor, num_classes: int) -> Tensor:
     """AUROC of each class (one-vs-rest) from ``probs`` (rows x classes) and class indices."""
     rows = probs.shape[0]
-    positive = torch.nn.functional.one_hot(target.long(), num_classes).T.bool()  # classes x rows
     scores = probs.T.contiguous()
     step = max(1, CHUNK_ELEMENTS // max(rows, 1))
     out = []
@@ -32,7 +31,8 @@ def per_class_auroc(probs: Tensor, target: Tensor, num_classes: int) -> Tensor:
         below = torch.searchsorted(ordered, s)  # rows scoring lower
         not_above = torch.searchsorted(ordered, s, right=True)  # rows scoring lower or equal
         rank = (below + not_above + 1).double() / 2  # 1-based, ties share their mean rank
-        pos = positive[start : start + step]
+        classes = torch.arange(start, min(start + step, num_classes), device=target.device)
+        pos = target.unsqueeze(0) == classes.unsqueeze(1)  # classes x rows
         n_pos = pos.sum(dim=1).double()
         rank_sum = (rank * pos).sum(dim=1)
         out.append((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * (rows - n_pos)))
