@@ -6,6 +6,8 @@ from pathlib import Path
 
 import hydra
 import pytest
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from tests.conftest import CONFIGS, compose_cfg
@@ -58,3 +60,99 @@ def test_trainer_configs_instantiate(tmp_path: Path) -> None:
         trainer = build_trainer(cfg, callbacks=[], loggers=[])
         assert trainer.max_epochs == cfg.trainer.max_epochs
         assert trainer.precision == "32-true"
+
+
+# ----------------------------------------------------------------------------- defaults by data
+def _targets(augment) -> list[str]:  # noqa: ANN001 - a ListConfig
+    return [str(t["_target_"]).rsplit(".", 1)[-1] for t in augment or []]
+
+
+# Transforms that can change what an image shows (a mirrored "b" is a "d", a turned arrow
+# points elsewhere): only data or an experiment that knows its labels survive them may ask.
+GEOMETRIC = ("Flip", "Rotat", "Affine", "Perspective", "Elastic")
+
+
+def test_the_default_run_is_the_pcb_experiment(tmp_path: Path) -> None:
+    cfg = compose_cfg([], tmp_path)
+    assert HydraConfig.get().runtime.choices["experiment"] == "pcb_defect"
+    assert cfg.data._target_.endswith("PCBDataModule")
+    assert cfg.model.input_size == 96 and cfg.model.model_kwargs.global_pool == "max"
+    assert cfg.model.optimizer.lr == 3e-3 and cfg.trainer.max_epochs == 8
+    assert _targets(cfg.data.augment) == ["RandomHorizontalFlip", "RandomVerticalFlip"]
+    explicit = compose_cfg(["experiment=pcb_defect"], tmp_path)
+    assert OmegaConf.to_container(cfg) == OmegaConf.to_container(explicit)
+
+
+def test_folder_data_gets_neutral_defaults(tmp_path: Path) -> None:
+    cfg = compose_cfg(["data=folder", f"data.root={tmp_path}"], tmp_path)
+    assert cfg.data._target_.endswith("ImageFolderDataModule")
+    assert not any(g in t for t in _targets(cfg.data.augment) for g in GEOMETRIC)
+    assert list(cfg.data.augment) == []
+    model = OmegaConf.load(CONFIGS / "model" / "default.yaml")
+    trainer = OmegaConf.load(CONFIGS / "trainer" / "default.yaml")
+    assert cfg.model.input_size is None  # the backbone's pretrained size
+    assert dict(cfg.model.model_kwargs) == {}  # the backbone's own pooling
+    assert cfg.model.optimizer.lr == model.optimizer.lr
+    assert cfg.trainer.max_epochs == trainer.max_epochs
+    assert "pcb" not in cfg.tags
+
+
+def test_folder_data_with_the_experiment_named_gets_it(tmp_path: Path) -> None:
+    cfg = compose_cfg(["data=folder", f"data.root={tmp_path}", "experiment=pcb_defect"], tmp_path)
+    assert cfg.data._target_.endswith("ImageFolderDataModule") and cfg.data.root == str(tmp_path)
+    assert cfg.model.input_size == 96 and cfg.model.model_kwargs.global_pool == "max"
+    assert cfg.model.optimizer.lr == 3e-3 and cfg.trainer.max_epochs == 8
+    assert _targets(cfg.data.augment) == ["RandomHorizontalFlip", "RandomVerticalFlip"]
+
+
+def test_pcb_data_without_the_experiment_keeps_its_own_flips(tmp_path: Path) -> None:
+    cfg = compose_cfg(["~experiment"], tmp_path)
+    assert HydraConfig.get().runtime.choices.get("experiment") is None
+    assert cfg.model.input_size is None and cfg.trainer.max_epochs != 8
+    # a board's class survives a mirror: a missing part stays missing
+    assert _targets(cfg.data.augment) == ["RandomHorizontalFlip", "RandomVerticalFlip"]
+
+
+# ----------------------------------------------------------------------------- defaults order
+GATED = """\
+# @package _global_
+gate:
+  min: {test/f1: 0.9}
+operating_point:
+  target_recall: 0.95
+history:
+  journal_mode: delete
+"""
+
+
+def test_an_experiment_overrides_the_evaluation_defaults(tmp_path: Path) -> None:
+    (tmp_path / "extra" / "experiment").mkdir(parents=True)
+    (tmp_path / "extra" / "experiment" / "gated.yaml").write_text(GATED)
+    search = f"hydra.searchpath=[file://{tmp_path / 'extra'}]"
+    cfg = compose_cfg([search, "experiment=gated"], tmp_path)
+    assert dict(cfg.gate.min) == {"test/f1": 0.9} and cfg.gate.max is None
+    assert cfg.operating_point.target_recall == 0.95
+    assert cfg.history.journal_mode == "delete"
+
+
+@pytest.mark.parametrize("debug", ["fast", "overfit", "limit"])
+def test_debug_runs_keep_their_history_in_their_own_folder(debug: str, tmp_path: Path) -> None:
+    shared = compose_cfg([], tmp_path)
+    assert Path(shared.history.path) == tmp_path / "logs" / "history.sqlite"
+    cfg = compose_cfg([f"debug={debug}"], tmp_path)
+    assert Path(cfg.history.path) == Path(cfg.paths.output_dir) / "history.sqlite"
+
+
+def test_the_history_names_only_an_experiment_that_was_applied(tmp_path: Path) -> None:
+    """``data=folder`` selects the optional ``folder_defect``, which does not exist: Hydra still
+    lists it among the choices, the run history must not."""
+    from hydra import compose, initialize_config_dir
+
+    from trainer.evaluate import _experiment
+
+    for overrides, expected in (([], "pcb_defect"), (["data=folder", "data.root=x"], None)):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+            cfg = compose("train", overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            assert _experiment() == expected, overrides

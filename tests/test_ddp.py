@@ -9,16 +9,22 @@ equals the single-process mean and the runs agree to float rounding.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import hydra
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests._runs import run_train, tiny_args
-from trainer.checkpoint import load_checkpoint
+from tests.conftest import compose_cfg
+from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
 from trainer.errors import ConfigError
+from trainer.evaluate import evaluate_model, predict
+from trainer.history import RunHistory
 
 # Tolerance of the parity: acc and F1 are counts over 16 validation images (exact); weights after
 # three SGD steps differ by float32 rounding of gradients summed in another order.
@@ -41,7 +47,6 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
         f"model.pretrained_path={weights}",
         "model.freeze_backbone_epochs=1",
         "trainer.max_epochs=3",
-        "test=false",
         # SGD: a rounding difference stays a rounding difference (Adam's first steps are
         # sign-like and would turn a 1e-9 gradient difference into a full step)
         "model.optimizer._target_=torch.optim.SGD",
@@ -60,8 +65,9 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
     writers = {p.name.split(".")[4] for p in (ddp / "tensorboard").glob("events.out.tfevents.*")}
     assert len(writers) == 1, f"event files from several processes: {writers}"
 
-    for tag in ("val/acc", "val/f1"):  # torchmetrics, synchronised over both processes
+    for tag in ("val/acc", "val/f1", "test/acc", "test/f1"):  # synchronised over both processes
         assert scalars(ddp, tag) == pytest.approx(scalars(single, tag), abs=1e-6), tag
+    assert (ddp / "metrics.json").is_file() and (single / "metrics.json").is_file()
     a = load_checkpoint(ddp / "checkpoints" / "last.ckpt")
     b = load_checkpoint(single / "checkpoints" / "last.ckpt")
     assert a["global_step"] == b["global_step"] == 3
@@ -69,10 +75,70 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
     assert worst <= WEIGHT_ATOL, f"weights differ by up to {worst:.2e}"
 
 
+@pytest.mark.slow
+def test_ddp_with_the_defaults_finishes_with_one_process_figures(tmp_path: Path) -> None:
+    """``test=true`` under DDP: the test step, operating point, report, history and gate all run,
+    and every figure is what one process computes on the same checkpoint. 15 val and 15 test
+    images on 2 processes: a padding sampler would score one image twice."""
+    run, history = tmp_path / "ddp", tmp_path / "history.sqlite"
+    run_train(
+        tiny_args(
+            tmp_path,
+            "trainer=ddp",
+            "trainer.devices=2",
+            "trainer.max_epochs=2",
+            "data.batch_size=4",
+            "data.generator.num_val=15",
+            "data.generator.num_test=15",
+            f"history.path={history}",
+            "gate.min={test/acc:0.0}",
+            f"hydra.run.dir={run}",
+        )
+    )
+    report = json.loads((run / "metrics.json").read_text())
+    assert report["gate"]["passed"] is True, report["gate"]
+    (best,) = (run / "checkpoints").glob("epoch_*.ckpt")
+    ckpt = load_checkpoint(best)
+    assert ckpt["trainer_metadata"]["operating_point"]["threshold"] > 0
+    (row,) = RunHistory(history).runs()
+    assert row["checkpoint"] == str(best)
+
+    # the reference: one process, the whole split, the best checkpoint
+    model = classifier_from_checkpoint(ckpt, best)
+    cfg = compose_cfg(
+        [
+            *tiny_args(tmp_path, "data.batch_size=4"),
+            "data.generator.num_val=15",
+            "data.generator.num_test=15",
+        ],
+        tmp_path,
+    )
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.set_preprocessing(model.preprocessing)
+    single = evaluate_model(model, datamodule, "test", "good", 0.99, torch.device("cpu"))
+    assert single.evaluation.scalars["test/num_images"] == 15
+    for tag in ("test/acc", "test/f1", "test/auroc", "test/auroc_pass_fail"):
+        (logged,) = scalars(run, tag)  # the DDP test step's figure
+        assert logged == pytest.approx(single.metrics[tag], abs=1e-6, nan_ok=True), tag
+        # what the run returned and recorded: the test step's, gathered from both processes
+        assert row["metrics"][tag] == pytest.approx(single.metrics[tag], abs=1e-6), tag
+    # the DDP validation of the kept epoch, as the best checkpoint recorded it, is one process's
+    recorded = ckpt["trainer_metadata"]["metrics"]
+    val = evaluate_model(model, datamodule, "val", "good", 0.99, torch.device("cpu"))
+    assert val.evaluation.scalars["val/num_images"] == 15
+    for tag in ("val/acc", "val/f1", "val/auroc"):
+        assert recorded[tag] == pytest.approx(val.metrics[tag], abs=1e-6), tag
+    logits, target = predict(
+        model, datamodule.eval_dataloader("test"), torch.device("cpu"), torch.arange(4)
+    )
+    (loss,) = scalars(run, "test/loss")
+    assert loss == pytest.approx(float(F.cross_entropy(logits, target)), abs=1e-5)
+    # the figures the run returns and records are the best checkpoint's, not the last epoch's
+    assert row["metrics"]["val/f1"] == pytest.approx(ckpt["trainer_metadata"]["metrics"]["val/f1"])
+
+
 def test_plain_ddp_with_a_frozen_backbone_is_refused(tiny_cfg) -> None:
     """Freezing after the DDP wrap needs find_unused_parameters: say so before the obscure error."""
-    import hydra
-
     from trainer.distributed import check_freeze_under_ddp
 
     cfg = tiny_cfg("trainer=ddp", "trainer.accelerator=cpu", "trainer.strategy=ddp")
@@ -86,8 +152,6 @@ def test_plain_ddp_with_a_frozen_backbone_is_refused(tiny_cfg) -> None:
 
 
 def test_batch_rule_scales_the_lr_when_asked(tiny_cfg) -> None:
-    import hydra
-
     from trainer.distributed import apply_batch_rule
 
     cfg = tiny_cfg(

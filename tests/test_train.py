@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 from PIL import Image
@@ -168,3 +169,33 @@ def test_progress_bar_shows_the_loss_without_reading_it_every_step(tiny_cfg, mon
     assert any(isinstance(items.get("train/loss"), float) for items, _ in seen)
     # Lightning converts (syncs) prog_bar step metrics after every batch: the loss is not one.
     assert not any(k.startswith("train/loss") for _, pbar in seen for k in pbar)
+
+
+class DecliningScore(L.Callback):
+    """Logs ``val/score`` 0.9, 0.5, 0.3, ...: the first epoch is the best one."""
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.log("val/score", 0.9 - 0.4 * trainer.current_epoch**0.5)
+
+
+def test_the_run_reports_the_kept_model_not_the_last_epoch(tiny_cfg) -> None:
+    """With early stopping the last epochs come after the best: a sweep and the history must see
+    the figures of the checkpoint that is tested and shipped."""
+    from trainer.history import RunHistory
+
+    cfg = tiny_cfg(
+        "trainer.max_epochs=3",
+        "+callbacks.declining._target_=tests.test_train.DecliningScore",
+        "callbacks.model_checkpoint.monitor=val/score",
+        "callbacks.early_stopping.monitor=val/score",
+    )
+    metrics = train(cfg)
+    run = Path(cfg.paths.output_dir)
+    (best,) = (run / "checkpoints").glob("epoch_*.ckpt")
+    assert best.name == "epoch_000.ckpt"
+    assert metrics["val/score"] == pytest.approx(0.9)  # not the last epoch's 0.9 - 0.4 * 2**0.5
+    first_acc = events(run).Scalars("val/acc")[0].value
+    assert metrics["val/acc"] == pytest.approx(first_acc)
+    (row,) = RunHistory(Path(cfg.history.path)).runs()
+    assert row["metrics"]["val/score"] == pytest.approx(0.9)
+    assert row["metrics"]["val/acc"] == pytest.approx(first_acc)

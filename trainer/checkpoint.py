@@ -10,13 +10,17 @@ import torch
 from trainer.errors import CheckpointError
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict at ``path``, loaded on the CPU with ``weights_only=True``."""
+def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint dict at ``path``, loaded on the CPU with ``weights_only=True``.
+
+    ``mmap=True`` maps the tensors instead of reading them: reading the metadata of a large
+    checkpoint then costs no memory for its weights.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"ckpt_path: file '{path}' does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:
         raise CheckpointError(
             f"ckpt_path: '{path}' is not a checkpoint this project can read safely "
@@ -29,7 +33,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
     """What the checkpoint says about itself: classes, preprocessing, backbone, config, lineage."""
-    meta = load_checkpoint(path).get("trainer_metadata")
+    meta = load_checkpoint(path, mmap=True).get("trainer_metadata")
     if not meta:
         raise CheckpointError(f"ckpt_path: '{path}' was not written by this project (no metadata)")
     return meta
@@ -99,3 +103,19 @@ def classifier_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:
         ) from err
     model.run_metadata = dict(meta)
     return model.eval()
+
+
+def kept_model_metrics(trainer: Any) -> dict[str, float]:
+    """The figures of the model a run keeps: the epoch of its best checkpoint, not the last one.
+
+    With early stopping the last epochs come after the best; a sweep optimising ``val/f1`` and the
+    run history must see the model that is tested, exported and shipped. Each checkpoint records
+    its epoch's metrics (``ImageClassifier.on_save_checkpoint``); without a best checkpoint (no
+    ModelCheckpoint, ``fast_dev_run``) the last epoch's are all there is.
+    """
+    last = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
+    if not best:
+        return last
+    recorded = (load_checkpoint(best, mmap=True).get("trainer_metadata") or {}).get("metrics")
+    return dict(recorded) if recorded else last

@@ -6,6 +6,15 @@ evaluation of the best checkpoint repeats the numbers of the test step at the en
 The rest adds what accuracy hides when most boards are good: balanced accuracy (macro recall),
 precision, recall and F1 per class, calibration (expected calibration error), the confusion
 matrix and the ROC and precision-recall curves.
+
+A folder may hold a subset of the model's classes, so a class can be absent from the targets.
+Its recall is undefined: nan, and macro recall (= balanced accuracy) averages the classes
+present, as scikit-learn's ``balanced_accuracy_score`` does. Its precision and F1 are 0 when the
+model called some image that class (false calls) and nan when it never did; macro precision and
+F1 average the classes that occur in the targets or the predictions (scikit-learn's default
+labels, torchmetrics' macro average). A class in the targets that is never predicted keeps
+precision 0 (scikit-learn's ``zero_division=0``), so never calling a class does not flatter
+macro precision.
 """
 
 from __future__ import annotations
@@ -63,25 +72,28 @@ def compute_metrics(
     k = len(class_names)
     logits, target = logits.float(), target.long()
     probs = logits.softmax(dim=-1)
-    shared = SplitMetrics(class_names, good_class)
+    shared = SplitMetrics(class_names, good_class, sync=False)  # this process has it all
     shared.update(logits, target)  # the very inputs of the test step
     scalars = {name: float(v) for name, v in shared.compute(split).items()}
 
+    confusion = MulticlassConfusionMatrix(num_classes=k)(probs, target)
+    in_target, predicted = confusion.sum(dim=1) > 0, confusion.sum(dim=0) > 0
+    # torchmetrics' per-class values say 0 where a ratio is 0/0; nan marks the classes that
+    # have nothing to measure (module docstring), and the macro means skip them.
     per_class = {
-        "precision": MulticlassPrecision(num_classes=k, average=None),
-        "recall": MulticlassRecall(num_classes=k, average=None),
-        "f1": MulticlassF1Score(num_classes=k, average=None),
+        "precision": (MulticlassPrecision(num_classes=k, average=None), in_target | predicted),
+        "recall": (MulticlassRecall(num_classes=k, average=None), in_target),
+        "f1": (MulticlassF1Score(num_classes=k, average=None), in_target | predicted),
     }
-    for name, metric in per_class.items():
-        values = metric(probs, target)
+    for name, (metric, defined) in per_class.items():
+        values = metric(probs, target).where(defined, torch.nan)
         for cls, value in zip(class_names, values, strict=True):
             scalars[f"{split}/{name}_{cls}"] = float(value)
-    scalars[f"{split}/precision"] = float(MulticlassPrecision(k, average="macro")(probs, target))
-    scalars[f"{split}/recall"] = float(MulticlassRecall(k, average="macro")(probs, target))
+        if name != "f1":  # macro F1 is the test step's test/f1 (torchmetrics: the same mean)
+            scalars[f"{split}/{name}"] = float(values.nanmean())
     scalars[f"{split}/balanced_acc"] = scalars[f"{split}/recall"]
     ece = MulticlassCalibrationError(num_classes=k, n_bins=ECE_BINS, norm="l1")
     scalars[f"{split}/ece"] = float(ece(probs, target))
-    confusion = MulticlassConfusionMatrix(num_classes=k)(probs, target)
 
     curves: dict[str, Any] = {
         "roc": MulticlassROC(num_classes=k)(probs, target),

@@ -16,9 +16,10 @@ the operating point written into that checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,10 @@ from trainer import model_card, plots
 from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
 from trainer.errors import ConfigError, DataError
 from trainer.eval_metrics import ECE_BINS, Evaluation, compute_metrics, defect_scores
-from trainer.history import config_digest, new_run_id, now_utc, record_run
+from trainer.finetune import leave_out_trained
+from trainer.history import config_digest, new_run_id, now_utc, record_run, strict_json
 from trainer.operating_point import choose_operating_point, rates_at, write_to_checkpoint
+from trainer.utils.atomic import atomic_write
 from trainer.utils.lineage import lineage
 from trainer.utils.rich_utils import console, print_metrics_table
 
@@ -116,14 +119,33 @@ def label_map(data_classes: list[str], model_classes: list[str], root: Any) -> T
     return torch.tensor([model_classes.index(c) for c in data_classes])
 
 
+@contextlib.contextmanager
+def true_float32() -> Iterator[None]:
+    """Matmuls and convolutions in full float32, not TF32 (which ``train()`` allows on a GPU).
+
+    The operating point is chosen on these scores and the bundle runs float32 on ONNX Runtime:
+    TF32 keeps 10 mantissa bits, enough to move a score across the threshold.
+    """
+    precision = torch.get_float32_matmul_precision()
+    cudnn_tf32 = torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(precision)
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+
+
 @torch.no_grad()
 def predict(model: Any, loader: Any, device: torch.device, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Logits and model-order targets of every batch of ``loader``, in float32."""
+    """Logits and model-order targets of every batch of ``loader``, in float32 (no TF32)."""
     model.to(device).eval()
     logits, target = [], []
-    for images, y in loader:
-        logits.append(model(model.normalize(images.to(device))).float().cpu())
-        target.append(labels[y])
+    with true_float32():
+        for images, y in loader:
+            logits.append(model(model.normalize(images.to(device))).float().cpu())
+            target.append(labels[y])
     return torch.cat(logits), torch.cat(target)
 
 
@@ -135,9 +157,8 @@ def split_loader(datamodule: Any, split: str) -> Any:
 
     if not datamodule.scan.splits.get(split):
         return None
-    if split in ("val", "test"):  # the data module's own loaders: what the test step reads
-        datamodule.setup("validate" if split == "val" else "test")
-        return datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
+    if split in ("val", "test"):  # what the test step reads, all of it in this one process
+        return datamodule.eval_dataloader(split)
     pre = datamodule.preprocessing
     samples = ImageSamples(
         datamodule.scan.splits[split], size=pre["resize"], interpolation=pre["interpolation"]
@@ -179,7 +200,9 @@ def evaluate_model(
         raise DataError(f"data.root: '{datamodule.dataset_root}' has no {split} images")
     name = "test" if split == "all" else split
     evaluation = compute_metrics(*got, classes, good_class, name)
-    report = Report(name, evaluation, classes, datamodule.summary())
+    # the digests of every training image are the checkpoint's business, not the report's
+    data = {k: v for k, v in datamodule.summary().items() if k != "trained_on_sha256_16"}
+    report = Report(name, evaluation, classes, data)
     if good_class not in classes:
         return report
     good = classes.index(good_class)
@@ -225,7 +248,8 @@ def write_report(report: Report, out_dir: Path, extra: Mapping[str, Any]) -> dic
         "operating_point": {**op, split: report.op_test} if op else None,
         "figures": {k: str(v) for k, v in report.figures.items()},
     }
-    (out_dir / "metrics.json").write_text(json.dumps(content, indent=2, default=str))
+    # nan (an AUROC with nothing to rank) as null: NaN is not JSON, and jq or a browser refuse it
+    atomic_write(out_dir / "metrics.json", json.dumps(strict_json(content), indent=2, default=str))
     report.figs = figs
     return content
 
@@ -274,12 +298,20 @@ def write_card(
 
 
 def _experiment() -> str | None:
+    """The experiment config applied, if any (``data=folder`` names ``folder_defect``, which is
+    optional and absent: Hydra still lists it among the choices)."""
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
     try:
-        return HydraConfig.get().runtime.choices.get("experiment")
+        choice = HydraConfig.get().runtime.choices.get("experiment")
     except ValueError:
         return None
+    hydra_global = GlobalHydra.instance()
+    if choice is None or not hydra_global.is_initialized():
+        return choice
+    known = hydra_global.config_loader().get_group_options("experiment")
+    return choice if choice in known else None
 
 
 def remember(
@@ -365,13 +397,25 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data_cfg = data_config(cfg, meta)
     datamodule = hydra.utils.instantiate(data_cfg)
     datamodule.prepare_data()
+    # never score a model on an image it (or a model it was fine-tuned from) trained on; val
+    # too: the operating point is chosen there
+    split = str(cfg.get("split", "test"))
+    scored = SPLITS if split == "all" else (split,)
+    splits = tuple(s for s in SPLITS if s in scored or s in ("val", "test"))
+    dropped = leave_out_trained(datamodule, meta, splits, "eval", "model", refuse_empty=False)
+    if dropped and all(not datamodule.scan.splits.get(s) for s in scored):
+        what = "image" if split == "all" else f"{split} image"
+        raise DataError(
+            f"split: every {what} of data.root '{datamodule.dataset_root}' is one the model "
+            "trained on; evaluate it on images it has not seen"
+        )
     datamodule.set_preprocessing(model.preprocessing)
     good_class = data_cfg.get("good_class", "good")
 
     report = evaluate_model(
         model,
         datamodule,
-        str(cfg.get("split", "test")),
+        split,
         good_class,
         float(cfg.operating_point.target_recall),
         _device(cfg),

@@ -7,6 +7,10 @@ WAL needs shared memory, which network file systems (NFS) lack; for a database s
 nodes set ``history.journal_mode=delete`` (SQLite's rollback journal, which relies on the file
 system's locks). Only rank zero writes (``record_run`` is ``rank_zero_only``).
 
+A metric that is not a finite number (nan: e.g. the AUROC or recall of a class absent from the
+split) is stored as JSON ``null``: JSON has no nan, and SQLite's json functions refuse the
+``NaN`` Python writes. ``regressions`` never takes such a value as a best.
+
     from trainer.history import RunHistory
     rows = RunHistory("outputs/history.sqlite").runs(backbone="resnet18")
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import sqlite3
 import time
@@ -57,6 +62,17 @@ def now_utc() -> str:
 def new_run_id() -> str:
     """Sortable by time, unique across processes and nodes."""
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (nan, inf) replaced by None, in dicts and lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def config_digest(config: Mapping[str, Any]) -> str:
@@ -117,7 +133,7 @@ class RunHistory:
         row = {name: record.get(name) for name in COLUMNS}
         row["run_id"] = row["run_id"] or new_run_id()
         for name in JSON_COLUMNS:
-            row[name] = json.dumps(row[name] if row[name] is not None else None, default=str)
+            row[name] = json.dumps(strict_json(row[name]), default=str)
         if row["git_dirty"] is not None:
             row["git_dirty"] = int(bool(row["git_dirty"]))
 
@@ -174,6 +190,9 @@ def regressions(
 ) -> list[dict[str, Any]]:
     """Runs worse than the best earlier run on the same data fingerprint by more than ``margin``.
 
+    A value that is not a finite number (None, nan, inf) is skipped: nan compares false with
+    everything, so as a best it would hide every later regression.
+
     Returns one entry per flagged run: ``run``, ``value``, ``best`` and ``best_run``.
     """
     best: dict[str, tuple[float, str]] = {}
@@ -181,7 +200,7 @@ def regressions(
     for run in runs:
         value = (run.get("metrics") or {}).get(metric)
         key = run.get("data_fingerprint") or ""
-        if value is None:
+        if not _finite(value):
             continue
         sign = 1 if higher_is_better else -1
         if key in best and sign * (best[key][0] - value) > margin:
@@ -191,6 +210,10 @@ def regressions(
         if key not in best or sign * (value - best[key][0]) > 0:
             best[key] = (value, run["run_id"])
     return flagged
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def record_run(

@@ -12,8 +12,6 @@ serving code read exactly these keys:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from torch import Tensor
 from torchmetrics.classification import BinarySpecificityAtSensitivity
 
 from trainer.errors import ConfigError, DataError
+from trainer.utils.atomic import atomic_write
 
 SCORE = "1 - p(good)"
 
@@ -58,32 +57,45 @@ def choose_operating_point(
             "operating point: the validation split needs both good and defective images "
             f"(it has {int(is_defect.sum())} defective of {len(is_defect)})"
         )
+    score = score.float()
     metric = BinarySpecificityAtSensitivity(min_sensitivity=float(target_recall))
-    _, threshold = metric(score.float(), is_defect)
-    threshold = float(threshold)
+    _, at_score = metric(score, is_defect)
+    threshold, margin = _between_scores(score, float(at_score))
     return {
         "threshold": threshold,
         "target_recall": float(target_recall),
         "val_recall": rates_at(score, is_defect, threshold)["defect_recall"],
         "good_class": good_class,
         "score": SCORE,
+        "margin": margin,
     }
+
+
+def _between_scores(score: Tensor, at_score: float) -> tuple[float, float]:
+    """The threshold halfway between ``at_score`` (a validation image's score) and the next
+    lower score, and its distance to either.
+
+    torchmetrics returns a threshold equal to one image's score, so that image sits on the
+    boundary and the last bit of a float decides it: another kernel (the bundle's ONNX Runtime,
+    a GPU) flips it. Halfway, every validation image is decided as before, with ``margin`` to
+    spare (recorded with the threshold).
+    """
+    below = score[score < at_score]
+    lower = float(below.max()) if len(below) else 0.0
+    # a float32 number: the scores are float32 here and in the bundle, so no rounding moves it
+    threshold = float(torch.tensor((at_score + lower) / 2, dtype=torch.float32))
+    if not lower < threshold < at_score:
+        return at_score, 0.0  # adjacent floats (or no lower score): nothing lies between them
+    return threshold, min(at_score - threshold, threshold - lower)
 
 
 def write_to_checkpoint(ckpt_path: str | Path, operating_point: dict[str, Any]) -> None:
     """Add ``trainer_metadata["operating_point"]`` to a checkpoint, atomically.
 
-    Written to a temporary file in the same folder and moved over the original with
-    ``os.replace``, so a crash never leaves half a checkpoint.
+    Through ``atomic_write``: a crash never leaves half a checkpoint, the bytes are on disk
+    before the swap, and the checkpoint keeps its mode (not a temporary file's 0600).
     """
     path = Path(ckpt_path)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     ckpt.setdefault("trainer_metadata", {})["operating_point"] = dict(operating_point)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(ckpt, f))

@@ -15,7 +15,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.checkpoint import check_resumable
+from trainer.checkpoint import check_resumable, kept_model_metrics
 from trainer.checkpoint_io import with_atomic_io
 from trainer.data.contract import contract_before_training
 from trainer.distributed import (
@@ -105,6 +105,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     if ckpt_path:  # before anything is written into the run folder
         check_resumable(ckpt_path, class_names, model, cfg.model.backbone)
+    parent = None  # loaded before the summary: the parent's training images leave val and test
+    if cfg.get("finetune_from"):
+        reset = cfg.get("reset_head", False)
+        parent = load_parent(model, cfg.finetune_from, reset_head=reset, datamodule=datamodule)
     data_summary = datamodule.summary()  # its fingerprint also goes into the data contract
     data_contract = contract_before_training(cfg, datamodule, data_summary["fingerprint"])
     datamodule.set_preprocessing(model.preprocessing)
@@ -115,8 +119,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     }
     if data_contract:
         model.run_metadata["data_contract"] = data_contract
-    if cfg.get("finetune_from"):
-        parent = load_parent(model, cfg.finetune_from, reset_head=cfg.get("reset_head", False))
+    if parent:
         model.run_metadata["parent_checkpoint"] = parent
 
     callbacks = instantiate_group(cfg.get("callbacks"))
@@ -136,7 +139,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("train"):
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics = kept_model_metrics(trainer)  # the best checkpoint's epoch, not the last epoch
 
     if cfg.get("test"):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

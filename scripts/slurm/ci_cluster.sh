@@ -134,9 +134,9 @@ export HF_HUB_OFFLINE=1
   hydra.launcher.timeout_min=20 \
   model.backbone=test_resnet model.input_size=64 model.pretrained=false \
   data.batch_size=8 data.generator.image_size=64 data.generator.num_train=48 \
-  data.generator.num_val=16 data.generator.num_test=16 data.augment=[] \
+  data.generator.num_val=15 data.generator.num_test=15 data.augment=[] \
   paths.data_dir="$TMP/data" paths.log_dir="$TMP/logs" \
-  trainer.max_epochs=$EPOCHS trainer.num_sanity_val_steps=0 test=false print_config=false \
+  trainer.max_epochs=$EPOCHS trainer.num_sanity_val_steps=0 print_config=false \
   callbacks.rich_progress_bar=null callbacks.rich_model_summary=null \
   callbacks.sample_images=null callbacks.weight_histograms=null logger.tensorboard.log_graph=false \
   +callbacks.slow._target_=tests._slow_batches.Slow +callbacks.slow.seconds=1.0 \
@@ -171,7 +171,7 @@ LOG=$(ls "$SWEEP"/.submitit/"$JOB"/*_0_log.out 2>/dev/null | head -1)
 [ -n "$LOG" ] || fail "no submitit log for job $JOB"
 grep -q "Resuming from $RUN/checkpoints/last.ckpt" "$LOG" ||
   fail "the requeued job did not resume from $RUN/checkpoints/last.ckpt (see $LOG)"
-"$PYTHON" - "$RUN" "$EPOCHS" <<'EOF' || fail "the finished run is not complete"
+"$PYTHON" - "$RUN" "$EPOCHS" "$TMP/logs/history.sqlite" <<'EOF' || fail "the finished run is not complete"
 import sys
 from pathlib import Path
 
@@ -185,5 +185,22 @@ assert last["global_step"] == steps, f"global_step {last['global_step']}, expect
 folders = sorted(p.name for p in run.parent.iterdir() if p.is_dir() and p.name[0] != ".")
 assert folders == ["0"], f"one run folder expected in the sweep, found {folders}"
 print(f"last.ckpt: epoch {last['epoch']}, global_step {last['global_step']}")
+# the end of training under DDP (test=true, the default): test of the best checkpoint, report
+# with the operating point written into it, one history row
+import json
+
+from trainer.history import RunHistory
+
+report = json.loads((run / "metrics.json").read_text())  # rank zero's own pass over test
+best = Path(report["checkpoint"])
+assert "threshold" in load_checkpoint(best)["trainer_metadata"]["operating_point"]
+rows = RunHistory(sys.argv[3]).runs(task="train")
+assert len(rows) == 1 and rows[0]["checkpoint"] == str(best), rows
+# the history holds the test step's figures, computed by both processes on 8 + 7 images: the
+# same as one process on all 15 (a padding sampler would have scored one image twice)
+for key in ("test/acc", "test/f1", "test/loss"):
+    if key in report["metrics"]:
+        assert abs(rows[0]["metrics"][key] - report["metrics"][key]) < 1e-6, key
+print(f"test/acc {rows[0]['metrics']['test/acc']:.3f} on 2 processes = one process; one row")
 EOF
 say "job $JOB: requeued once, resumed from its checkpoint, finished all $EPOCHS epochs"

@@ -107,6 +107,44 @@ def test_bad_spec_raises(kwargs: dict) -> None:
         PCBSpec(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "name, n, gf, need",
+    [
+        ("num_test", 0, 0.4, 5),
+        ("num_val", 2, 0.4, 5),
+        ("num_train", 3, 0.4, 5),
+        ("num_test", 50, 0.95, 51),  # the heavily imbalanced line: 48 good, one of each defect
+    ],
+)
+def test_splits_too_small_for_every_class_are_refused_up_front(
+    name: str, n: int, gf: float, need: int, tmp_path: Path
+) -> None:
+    from trainer.data.datamodule import PCBDataModule
+    from trainer.errors import ConfigError
+
+    small = {name: n}
+    generator = {"num_train": 60, "num_val": 60, "num_test": 60, "good_fraction": gf, **small}
+    with pytest.raises(ConfigError) as err:
+        PCBDataModule(root=tmp_path, generator=generator)
+    message = str(err.value)
+    assert message.startswith(f"data.generator.{name}={n}:") and "\n" not in message
+    assert f"at least {need}" in message and f"data.generator.{name}={need}" in message
+    assert not any(tmp_path.iterdir()), "refused before anything was generated"
+    counts = class_counts(need, gf)
+    assert min(counts.values()) == 1 and min(class_counts(need - 1, gf).values()) == 0
+    PCBDataModule(root=tmp_path, generator={**generator, name: need})  # the minimum is enough
+
+
+@pytest.mark.parametrize("gf", [0.0, 1.0])
+def test_a_good_fraction_that_empties_a_class_is_refused(gf: float, tmp_path: Path) -> None:
+    from trainer.data.datamodule import PCBDataModule
+    from trainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^data\.generator\.good_fraction=") as err:
+        PCBDataModule(root=tmp_path, generator={"good_fraction": gf})
+    assert "\n" not in str(err.value)
+
+
 def test_cli_bad_argument_exits_2(tmp_path: Path) -> None:
     cmd = [sys.executable, str(REPO / "scripts/make_pcb_dataset.py"), "--out", str(tmp_path / "d")]
     proc = subprocess.run([*cmd, "--good-fraction", "2"], capture_output=True, text=True)

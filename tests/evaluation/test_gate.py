@@ -65,5 +65,5 @@ def test_train_applies_the_gate_and_records_it(tiny_cfg) -> None:
     cfg = tiny_cfg("debug=fast", "gate.max={test/acc:-1}")
     with pytest.raises(GateFailed, match="test/acc"):
         train(cfg)
-    rows = RunHistory(Path(cfg.paths.log_dir) / "history.sqlite").runs(task="train")
+    rows = RunHistory(Path(cfg.history.path)).runs(task="train")  # debug: the run's own
     assert [r["gate"] for r in rows] == ["failed"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import sqlite3
 from pathlib import Path
@@ -55,6 +56,40 @@ def test_regressions_compare_with_the_best_earlier_run_on_the_same_data() -> Non
     ]
     flagged = regressions(runs, "test/f1", margin=0.01)
     assert [(f["run"]["run_id"], f["best_run"]) for f in flagged] == [("r2", "r1")]
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_a_nan_metric_is_never_the_best(higher_is_better: bool) -> None:
+    """nan compares false with everything: as the first 'best' it would hide every regression."""
+    sign = 1 if higher_is_better else -1
+    runs = [
+        _run(0, NAN, "a"),
+        _run(1, sign * 0.95, "a"),
+        _run(2, NAN, "a"),
+        _run(3, sign * 0.90, "a"),  # worse than r1 by 0.05
+        _run(4, float("inf") * sign, "a"),  # not a number one can beat either
+        _run(5, sign * 0.80, "a"),
+    ]
+    flagged = regressions(runs, "test/f1", margin=0.01, higher_is_better=higher_is_better)
+    assert [(f["run"]["run_id"], f["best_run"]) for f in flagged] == [("r3", "r1"), ("r5", "r1")]
+    assert all(math.isfinite(f["best"]) and math.isfinite(f["value"]) for f in flagged)
+
+
+def test_nan_metrics_stored_as_json_null(tmp_path: Path) -> None:
+    """The metrics column stays strict JSON, so SQLite's json functions can read every row."""
+    history = RunHistory(tmp_path / "h.sqlite")
+    for run in (_run(0, NAN, "a"), _run(1, 0.95, "a"), _run(2, 0.90, "a")):
+        history.append(run)
+    rows = history.runs()
+    assert "test/f1" in rows[0]["metrics"] and rows[0]["metrics"]["test/f1"] is None
+    flagged = regressions(rows, "test/f1", margin=0.01)
+    assert [(f["run"]["run_id"], f["best_run"]) for f in flagged] == [("r2", "r1")]
+    with sqlite3.connect(history.path) as conn:
+        sql = "SELECT json_extract(metrics, '$.\"test/f1\"') FROM runs ORDER BY run_id"
+        assert [v for (v,) in conn.execute(sql)] == [None, 0.95, 0.90]
 
 
 @pytest.fixture

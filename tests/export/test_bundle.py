@@ -7,6 +7,7 @@ import copy
 import hashlib
 import importlib.util
 import json
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 import torch
 
 from tests.export.fixtures import LIMITS, split_images
+from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
 from trainer.data.dataset import load_image
 from trainer.export import ExportError
 from trainer.export.bundle import export_bundle, load_model
@@ -60,16 +62,23 @@ def test_bundle_holds_every_file_with_its_sha256(bundle: Path) -> None:
     assert "-slim" in docker and "USER scorer" in docker and "HEALTHCHECK" in docker
 
 
+def _is_pickle(data: bytes) -> bool:
+    """A pickle of protocol 2-5: PROTO opcode, version, ..., STOP. (Raw float32 weights may
+    begin with the byte 0x80 by chance; all three together they do not.)"""
+    return len(data) > 2 and data[0] == 0x80 and 2 <= data[1] <= 5 and data.endswith(b".")
+
+
 def test_bundle_holds_no_pickle(bundle: Path) -> None:
+    assert _is_pickle(pickle.dumps({"a": 1})) and not _is_pickle(b"\x80\x3f\x00\x00")
     with zipfile.ZipFile(bundle / "model.pt2") as archive:
         for name in archive.namelist():
             data = archive.read(name)
             assert not name.endswith((".pkl", ".pickle")), name
-            assert not data.startswith(b"\x80"), f"{name} looks like a pickle"
+            assert not _is_pickle(data), f"{name} looks like a pickle"
             if name.endswith("weights_config.json"):
                 assert '"use_pickle": true' not in data.decode()
     for path in bundle.iterdir():
-        assert not path.read_bytes().startswith(b"\x80"), path
+        assert not _is_pickle(path.read_bytes()), path
 
 
 def test_schema_is_valid_and_describes_requests_and_answers(bundle: Path) -> None:
@@ -156,6 +165,46 @@ def test_refuses_a_bundle_that_disagrees(checkpoint: Path, tmp_path: Path, monke
     with pytest.raises(ExportError, match="parity"):
         export_bundle(checkpoint, out=out, images=images, parity_images=4)
     assert not out.exists() and list(tmp_path.iterdir()) == []  # no bundle, no leftovers
+
+
+def test_parity_refuses_pass_fail_decisions_that_differ(checkpoint: Path) -> None:
+    """An image on the threshold is decided by the last bits of its score: a bundle whose
+    probabilities are well within ``atol`` but move it across must not be written."""
+    from trainer.export.parity import check_parity
+
+    model = classifier_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
+    files = split_images(checkpoint.parents[2])[:4]
+    pre = model.preprocessing
+    images = torch.stack([load_image(f, pre["resize"], pre["interpolation"]) for f in files])
+    with torch.no_grad():
+        reference = model(model.normalize(images)).softmax(-1).numpy()
+    good = model.class_names.index("good")
+    on_it = float(np.float32(1) - np.float32(reference[0, good]))  # image 0: exactly on it
+
+    class Scorer:  # score.py's interface; its answers ``nudge`` off the checkpoint's
+        class_names = model.class_names
+        operating_point = {"rule": "threshold", "threshold": on_it, "good_class": "good"}
+
+        def __init__(self, nudge: float) -> None:
+            self.nudge = nudge
+
+        def preprocess(self, data: bytes, name: str) -> np.ndarray:
+            return images[[f.name for f in files].index(name)].numpy()
+
+        def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+            probs = reference.copy()
+            probs[0, good] += self.nudge  # image 0 a hair more "good": its score drops below
+            probs[0, 1 - good if good < 2 else 0] -= self.nudge
+            return probs
+
+        def decide(self, probs: np.ndarray) -> tuple[float, bool]:  # score.py's rule
+            score = np.float32(1) - np.float32(probs[good])
+            return float(score), bool(score < np.float32(self.operating_point["threshold"]))
+
+    report = check_parity(model, Scorer(0.0), files)
+    assert report["score.py"]["pass_fail_differ"] == 0 and report["closest_to_threshold"] == 0
+    with pytest.raises(ExportError, match="pass/fail decisions that differ: 1"):
+        check_parity(model, Scorer(1e-6), files)  # 100 times below atol
 
 
 def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path, capsys) -> None:

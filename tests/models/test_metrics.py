@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from trainer.models.metrics import SplitMetrics
@@ -30,7 +32,34 @@ def test_buffered_metrics_equal_torchmetrics_per_batch() -> None:
     assert torch.isclose(out["val/acc"], acc.compute())
     assert torch.isclose(out["val/f1"], f1.compute())
     assert torch.allclose(torch.stack([out[f"val/auroc_{c}"] for c in CLASSES]), auroc.compute())
-    assert 0 <= out["val/auroc_pass_fail"] <= 1
+    logits, target = torch.cat([b[0] for b in _batches()]), torch.cat([b[1] for b in _batches()])
+    expected = roc_auc_score(target != 0, 1 - logits.softmax(-1)[:, 0])
+    assert float(out["val/auroc_pass_fail"]) == pytest.approx(expected, abs=1e-6)
+
+
+def test_pass_fail_auroc_with_ties_equals_scikit_learn() -> None:
+    g = torch.Generator().manual_seed(1)
+    rows = torch.randn(5, 3, generator=g)
+    logits = rows[torch.randint(0, 5, (200,), generator=g)]  # 5 distinct rows: many ties
+    target = torch.randint(0, 3, (200,), generator=g)
+    ours = SplitMetrics(CLASSES, flush_rows=64)
+    for start in range(0, 200, 50):
+        ours.update(logits[start : start + 50], target[start : start + 50])
+    score = 1 - logits.softmax(-1)[:, 0]
+    assert len(score.unique()) == 5
+    expected = roc_auc_score(target != 0, score)
+    assert float(ours.compute("val")["val/auroc_pass_fail"]) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["good", "defect"])
+def test_pass_fail_auroc_of_one_kind_only_is_nan(kind: str) -> None:
+    """AUROC needs both good and defective images; torchmetrics says 0, which reads as worst."""
+    logits, _ = _batches(1)[0]
+    target = torch.zeros(16, dtype=torch.long) if kind == "good" else torch.randint(1, 3, (16,))
+    for auroc_last_rows in (None, 8):
+        ours = SplitMetrics(CLASSES, auroc_last_rows=auroc_last_rows)
+        ours.update(logits, target)
+        assert ours.compute("test")["test/auroc_pass_fail"].isnan(), auroc_last_rows
 
 
 def test_auroc_last_rows_uses_only_the_newest_rows() -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import getpass
+import hashlib
 import json
-import os
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jsonschema
@@ -19,58 +22,80 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.export.fixtures import ISOLATE, LIMITS, encoded, site_dirs, split_images
+from tests.serve.servers import Server, free_port, running_server
 from trainer.export.schema import subschema
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, process: subprocess.Popen, url: str, log: Path) -> None:
-        self.process, self.url, self.log = process, url, log
 
 
 @pytest.fixture(scope="module")
 def server(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "trainer.serve", str(bundle), "--port", str(port)],
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "SCORE_THREADS": "1"},
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"server did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
-    yield Server(process, url, log)
-    process.terminate()
-    process.wait(timeout=30)
+    with running_server(bundle, tmp_path_factory.mktemp("server") / "server.log") as running:
+        yield running
 
 
-def test_health_schema_metadata(server: Server, bundle: Path) -> None:
+def test_health_and_schema(server: Server, bundle: Path) -> None:
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
     assert httpx.get(f"{server.url}/schema").json() == json.loads(
         (bundle / "schema.json").read_text()
     )
-    meta = httpx.get(f"{server.url}/metadata").json()
-    assert meta["class_names"][0] == "good" and meta["input"]["dtype"] == "uint8"
-    assert meta["manifest"]["files"]["model.onnx"]["sha256"]
     assert "Uvicorn running on http://127.0.0.1:" in server.log.read_text()  # loopback default
+
+
+# A Unix absolute path at the start of a string or after a space, quote, '=', '(', ':' or ',';
+# or a Windows drive or UNC path.
+ABSOLUTE = re.compile(r"""(^|[\s'"=(:,])/[^/\s]+|\b[A-Za-z]:[\\/]|\\\\""")
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every key and string value of a JSON document, however deep."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_metadata_serves_what_a_client_needs_and_no_build_paths(
+    server: Server, bundle: Path
+) -> None:
+    meta = httpx.get(f"{server.url}/metadata").json()
+    schema = json.loads((bundle / "schema.json").read_text())
+    assert meta["class_names"] == schema["x-model"]["class_names"]
+    assert meta["preprocessing"] == schema["x-model"]["preprocessing"]
+    assert meta["operating_point"] == schema["x-model"]["operating_point"]
+    assert meta["input"]["dtype"] == "uint8" and meta["backbone"] == schema["x-model"]["backbone"]
+    assert {**meta["limits"], **schema["x-limits"]} == meta["limits"]
+    assert meta["limits"]["max_inflight_bytes"] >= meta["limits"]["max_json_bytes"]
+    assert meta["runtime"]["onnxruntime"] and meta["runtime"]["python"].startswith("3.")
+
+    manifest_path = bundle / "manifest.json"
+    assert meta["model"]["sha256"] == sha256(bundle / "model.onnx")
+    assert meta["bundle"]["sha256"] == sha256(manifest_path)
+    files = sorted(p for p in bundle.iterdir() if p.is_file() and p.name != "manifest.json")
+    assert sorted(meta["bundle"]["files"]) == [p.name for p in files]
+    for path in files:
+        assert meta["bundle"]["files"][path.name]["sha256"] == sha256(path), path.name
+
+    manifest = json.loads(manifest_path.read_text())
+    private = [
+        manifest["checkpoint"]["path"],
+        manifest["data"]["root"],
+        manifest["lineage"]["command"],
+        str(bundle.parent),
+    ]
+    assert all(private), private  # the manifest does hold them: the test means something
+    words = [re.compile(rf"\b{re.escape(w)}\b") for w in (socket.gethostname(), getpass.getuser())]
+    for text in strings(meta):
+        assert not ABSOLUTE.search(text), text
+        assert not any(p in text for p in private), text
+        assert not any(w.search(text) for w in words), text
 
 
 def test_predicts_multipart_raw_and_json(server: Server, bundle: Path) -> None:
@@ -137,6 +162,12 @@ def bad_requests(bundle: Path) -> list[tuple[str, dict, int, str]]:
          415, "unsupported_media_type"),
         ("JSON that is not base64", {"json": {"images": [{"data": "***"}]}}, 400, "bad_request"),
         ("JSON without images", {"json": {"pictures": []}}, 400, "bad_request"),
+        ("JSON that is not UTF-8", {"content": b"\xff\xfe{}", "headers": {"content-type":
+         "application/json"}}, 400, "bad_request"),
+        ("JSON without a length", {"content": iter([b"{}"]), "headers": {"content-type":
+         "application/json"}}, 411, "length_required"),
+        ("raw body over the size limit", {"content": rng.bytes(LIMITS["max_bytes"] + 10),
+         "headers": {"content-type": "image/png"}}, 413, "file_too_large"),
     ]  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from trainer.data.image_stats import FEATURES
 from trainer.data.policy import Policy
 from trainer.data.validation import Tree, ValidationReport, analyse, entries_of
 from trainer.errors import ConfigError, DataError
+from trainer.utils.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -123,11 +124,10 @@ def check_before_training(
 
 
 def write_contract(contract: dict[str, Any], folder: str | Path) -> Path:
-    """Write ``data_contract.json`` into ``folder`` (a run folder)."""
+    """Write ``data_contract.json`` into ``folder`` (a run folder; a resumed run rewrites it)."""
     path = Path(folder) / CONTRACT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(contract, indent=1))
-    return path
+    return atomic_write(path, json.dumps(contract, indent=1))
 
 
 def load_contract(source: str | Path) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
 from trainer.data.dataset import ImageSamples
-from trainer.data.fingerprint import dataset_fingerprint
+from trainer.data.fingerprint import DIGEST_PREFIX, dataset_fingerprint, file_sha256
 from trainer.data.image_folder import FolderSplits, scan_image_folder
+from trainer.data.sampler import EpochShuffle, FitLoader, fit_position, loader_generator
 from trainer.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -93,22 +94,69 @@ class ImageFolderDataModule(L.LightningDataModule):
         """Take the model's input size and interpolation (see ``preprocessing_of``)."""
         self.preprocessing = preprocessing
 
+    # Computed once: every file's sha256 (the fingerprint and the training record share it), the
+    # summary, and what the parent's weights learnt from (set by exclude_trained).
+    _digests: dict[Path, str] | None = None
+    _summary: dict[str, Any] | None = None
+    _inherited: frozenset[str] = frozenset()
+
+    def file_digests(self) -> dict[Path, str]:
+        """The sha256 of every file of every split, each file read once."""
+        if self._digests is None:
+            samples = [s for split in self.scan.splits.values() for s in split]
+            self._digests = {s.path: file_sha256(s.path) for s in samples}
+        return self._digests
+
     def fingerprint(self) -> str:
-        root = self.dataset_root
-        return dataset_fingerprint(
-            (f"{split}/{self.class_names[s.label]}/{s.path.relative_to(root).as_posix()}", s.path)
+        root, names = self.dataset_root, self.class_names
+        entries = (
+            (f"{split}/{names[s.label]}/{s.path.relative_to(root).as_posix()}", s.path)
             for split, samples in self.scan.splits.items()
             for s in samples
         )
+        return dataset_fingerprint(entries, self.file_digests())
 
     def summary(self) -> dict[str, Any]:
-        """What a checkpoint records about its data."""
-        return {
-            "root": str(self.dataset_root),
-            "class_names": self.class_names,
-            "counts": self.scan.counts(),
-            "fingerprint": self.fingerprint(),
-        }
+        """What a checkpoint records about its data; computed once (again after exclude_trained).
+
+        ``trained_on_sha256_16`` lists (sorted) the first 16 hex chars of the sha256 of every
+        image the weights learnt from: this run's train split and, after ``finetune_from``, the
+        parent's record. A later refresh keeps those images out of its val and test.
+        """
+        if self._summary is None:
+            digests = self.file_digests()
+            own = {digests[s.path][:DIGEST_PREFIX] for s in self.scan.splits.get("train", [])}
+            self._summary = {
+                "root": str(self.dataset_root),
+                "class_names": self.class_names,
+                "counts": self.scan.counts(),
+                "fingerprint": self.fingerprint(),
+                "trained_on_sha256_16": sorted(own | self._inherited),
+            }
+        return dict(self._summary)
+
+    def exclude_trained(
+        self, trained: Iterable[str], splits: Sequence[str] = ("val", "test")
+    ) -> dict[str, tuple[int, int]]:
+        """Drop from ``splits`` the images whose sha256 prefix (16 hex chars) is in ``trained``,
+        the record of what a parent learnt from, and add ``trained`` to this run's record.
+
+        Call before ``setup`` and ``summary`` (train.py does, through ``load_parent``).
+        Returns split -> (images dropped, images before).
+        """
+        trained = frozenset(trained)
+        digests = self.file_digests()
+        dropped: dict[str, tuple[int, int]] = {}
+        for split in splits:
+            samples = self.scan.splits.get(split) or []
+            kept = [s for s in samples if digests[s.path][:DIGEST_PREFIX] not in trained]
+            dropped[split] = (len(samples) - len(kept), len(samples))
+            if split in self.scan.splits:
+                self.scan.splits[split] = kept
+            self.datasets.pop(split, None)
+        self._inherited = self._inherited | trained
+        self._summary = None
+        return dropped
 
     def _check_headers(self, split: str) -> None:
         """Open every file's header once, so a bad file fails now, named, not mid-epoch."""
@@ -150,19 +198,53 @@ class ImageFolderDataModule(L.LightningDataModule):
             return 0  # items are ready-made tensors: worker processes would only add IPC
         return max(0, min(8, (os.cpu_count() or 1) - 1))
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _processes(self) -> tuple[int, int]:
+        """(world size, global rank) of the Trainer this module is attached to; (1, 0) alone."""
+        trainer = getattr(self, "trainer", None)
+        connector = getattr(trainer, "_accelerator_connector", None)
+        # alone, or the user shards the data (trainer.use_distributed_sampler=false)
+        if trainer is None or not getattr(connector, "use_distributed_sampler", False):
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _fit_position(self) -> tuple[int, int] | None:
+        """(epoch, batches done) of the running fit, for the training sampler (``fit_position``)."""
+        trainer = getattr(self, "trainer", None)
+        state = getattr(trainer, "state", None)
+        fitting = state is not None and state.fn == "fit" and state.status == "running"
+        return fit_position(trainer) if fitting else None
+
+    def _loader(self, split: str, shuffle: bool, distributed: bool = True) -> DataLoader:
         if split not in self.datasets:
             raise DataError(f"data.root: '{self.dataset_root}' has no {split} images")
+        dataset = self.datasets[split]
+        world, rank = self._processes() if distributed else (1, 0)
+        sampler = None
+        if shuffle:  # order and augmentations of (seed, epoch, sample): a resumed run's alike
+            sampler = EpochShuffle(
+                len(dataset),
+                num_replicas=world,  # a DistributedSampler: Lightning keeps it under DDP
+                rank=rank,
+                batch_size=self.batch_size,
+                position=self._fit_position,  # the resumed epoch, past the batches already done
+            )
+        elif world > 1:
+            sampler = _unpadded_sampler(dataset, split, world, rank)
         workers = self._workers()
         pin = torch.cuda.is_available() if self.pin_memory == "auto" else bool(self.pin_memory)
-        return DataLoader(
-            self.datasets[split],
+        loader = FitLoader if shuffle else DataLoader  # (FitLoader: the sampler asks at 1st batch)
+        return loader(
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
+            # each iterator draws its workers' base seed from it: else from the global generator,
+            # at times that differ in a resumed run (persistent workers: once a process)
+            generator=loader_generator(),
             num_workers=workers,
             pin_memory=pin,
             persistent_workers=workers > 0,
-            drop_last=shuffle and len(self.datasets[split]) > self.batch_size,
+            # each process sees len / world images: drop the ragged batch only if one remains
+            drop_last=shuffle and len(dataset) // world > self.batch_size,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -173,6 +255,30 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """The ``val`` or ``test`` loader of one process that reads the whole split (reports)."""
+        self.setup("validate" if split == "val" else "test")
+        return self._loader(split, shuffle=False, distributed=False)
+
+
+def _unpadded_sampler(dataset: Any, split: str, world: int, rank: int) -> Any:
+    """Each image of ``split`` on exactly one process.
+
+    Lightning's default DistributedSampler pads the split with repeated images so that every
+    process runs as many batches as the others; the repeats then count twice in the metrics.
+    This sampler hands out ``range(rank, n, world)``: the processes differ by one image at most.
+    Safe for evaluation: nothing synchronises per batch (the metrics gather once per epoch).
+    """
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+    if len(dataset) < world:
+        raise DataError(
+            f"data: the {split} split has {len(dataset)} images, fewer than the {world} "
+            f"processes (trainer.devices x trainer.num_nodes); add images to it (or raise "
+            f"data.{split}_fraction) or run on fewer devices"
+        )
+    return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
 
 
 class PCBDataModule(ImageFolderDataModule):
@@ -185,13 +291,30 @@ class PCBDataModule(ImageFolderDataModule):
     """
 
     def __init__(self, generator: dict[str, Any], **kwargs: Any) -> None:
-        from trainer.data.pcb_generator import PCBSpec
+        from trainer.data.pcb_generator import CLASSES, PCBSpec, smallest_split
 
         super().__init__(**kwargs)
         try:
             self.spec = PCBSpec(**dict(generator))
         except (TypeError, ValueError) as err:
             raise ConfigError(f"data.generator: {err}") from err
+        # Refused here, before minutes of rendering: a split with a class left without images
+        # would only fail later as an empty class folder (training needs every split).
+        gf = self.spec.good_fraction
+        need = smallest_split(gf)
+        if need is None:
+            raise ConfigError(
+                f"data.generator.good_fraction={gf}: a class would get no images in a split of "
+                "up to a million images; use a value well inside (0, 1), e.g. 0.4 or 0.95"
+            )
+        for name in ("num_train", "num_val", "num_test"):
+            n = getattr(self.spec, name)
+            if n < need:
+                raise ConfigError(
+                    f"data.generator.{name}={n}: a split needs at least {need} images for each "
+                    f"of the {len(CLASSES)} classes to get one (good_fraction {gf}); "
+                    f"set data.generator.{name}={need} or more"
+                )
 
     @property
     def dataset_root(self) -> Path:

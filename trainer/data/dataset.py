@@ -2,6 +2,11 @@
 
 Normalisation happens on the device (ImageClassifier.normalize), so this only decodes, resizes
 and augments: the work a data worker must do anyway.
+
+A training item is asked for as ``(index, epoch)`` (``trainer.data.sampler.EpochShuffle``): its
+augmentation then draws from a torch generator seeded with (run seed, epoch, index), inside a
+fork of the global one, so it is the same in any process, with any number of loader workers, in
+an uninterrupted run as in a resumed one, and data loading leaves the global generators alone.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from torchvision.io import ImageReadMode, decode_image, read_file
 from torchvision.transforms.v2 import functional as TF
 
 from trainer.data.image_folder import Sample
+from trainer.data.sampler import augment_seed, run_seed
 from trainer.errors import DataError
 
 INTERPOLATION = {
@@ -62,12 +68,18 @@ def load_image(path: str | Path, size: Sequence[int], interpolation: str = "bili
 class ImageSamples(Dataset):
     """``(uint8 image, label)`` pairs for a list of samples.
 
+    ``dataset[i]`` transforms with the global torch generator (as any Dataset does);
+    ``dataset[(i, epoch)]`` with one seeded by ``augment_seed(seed, epoch, i)``. The transforms
+    must draw from torch's generator: all of torchvision.transforms.v2 does (none uses Python's
+    ``random`` or numpy).
+
     Args:
         samples: files and labels.
         size: (h, w) every image is resized to.
         transform: applied to the uint8 tensor each time an item is read (augmentation).
         cache: decode every image once (now) and keep the tensors; later epochs only augment.
         interpolation: resize interpolation from the backbone's config.
+        seed: of the ``(index, epoch)`` augmentations; None takes the run's (``run_seed``).
     """
 
     def __init__(
@@ -78,8 +90,10 @@ class ImageSamples(Dataset):
         cache: bool = False,
         interpolation: str = "bilinear",
         description: str = "decoding",
+        seed: int | None = None,
     ) -> None:
         self.samples = samples
+        self.seed = run_seed() if seed is None else int(seed)
         self.size = list(size)
         self.transform = transform
         self.interpolation = interpolation
@@ -101,11 +115,35 @@ class ImageSamples(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+    def _image(self, index: int) -> Tensor:
         if self.images is not None:
-            image = self.images[index]
-        else:
-            image = load_image(self.samples[index].path, self.size, self.interpolation)
+            return self.images[index]
+        return load_image(self.samples[index].path, self.size, self.interpolation)
+
+    def _seeded(self, index: int, epoch: int) -> tuple[Tensor, int]:
+        """The item with its (seed, epoch, index) augmentation; call inside a generator fork."""
+        image = self._image(index)
+        if self.transform is not None:
+            # the CPU generator alone (what the transforms draw from and fork_rng saves):
+            # torch.manual_seed also seeds every accelerator backend, 150 us against 1 us
+            torch.default_generator.manual_seed(augment_seed(self.seed, epoch, index))
+            image = self.transform(image)
+        return image, int(self.labels[index])
+
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[Tensor, int]:
+        if isinstance(index, tuple):
+            return self.__getitems__([index])[0]
+        image = self._image(index)
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.labels[index])
+
+    def __getitems__(self, indices: list[int | tuple[int, int]]) -> list[tuple[Tensor, int]]:
+        """A batch (the DataLoader asks for whole batches): the global generator's state is saved
+        and set back once for all of its seeded items, not once an item."""
+        if not indices or not isinstance(indices[0], tuple):
+            return [self[i] for i in indices]
+        if self.transform is None:
+            return [self._seeded(i, epoch) for i, epoch in indices]
+        with torch.random.fork_rng(devices=[]):
+            return [self._seeded(i, epoch) for i, epoch in indices]

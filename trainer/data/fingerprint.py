@@ -4,8 +4,10 @@ and different after any change of content, name, class or split."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+DIGEST_PREFIX = 16  # hex chars of a file's sha256 that record it (64 bits: no chance collisions)
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -16,9 +18,19 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def dataset_fingerprint(entries: Iterable[tuple[str, Path]]) -> str:
-    """sha256 over sorted ``(key, content hash)`` pairs; ``key`` names split, class and file."""
+def dataset_fingerprint(
+    entries: Iterable[tuple[str, Path]], digests: Mapping[Path, str] | None = None
+) -> str:
+    """sha256 over sorted ``(key, content hash)`` pairs; ``key`` names split, class and file.
+
+    Args:
+        entries: ``(key, path)`` pairs.
+        digests: the files' sha256 where already computed (each file is then read once for
+            the fingerprint and the record of what trained); the others are read here.
+    """
+    digests = digests or {}
     digest = hashlib.sha256()
     for key, path in sorted(entries, key=lambda e: e[0]):
-        digest.update(f"{key}\0{file_sha256(path)}\n".encode())
+        sha = digests.get(path) or file_sha256(path)
+        digest.update(f"{key}\0{sha}\n".encode())
     return digest.hexdigest()

@@ -1,18 +1,38 @@
 """Find the images of a ``root/<class>/*`` tree and split them into train, val and test.
 
 Two layouts are accepted: ``root/{train,val,test}/<class>/*`` (splits given; a missing val or
-test split is carved from train), or ``root/<class>/*`` (split deterministically by seed,
-stratified by class). Class names are the folder names, sorted.
+test split is carved from train), or ``root/<class>/*`` (split by ``split_seed``, per class).
+Class names are the folder names, sorted.
+
+A file's split depends on that file alone, so that a growing folder never moves an old image
+(a refresh on a grown folder must not test on what the parent trained on). Its draw is
+``u = blake2b(f"{split_seed}:{key}", digest_size=8) / 2**64``, uniform in [0, 1), where
+``key`` is its path below the folder that holds the class folders, in POSIX form
+(``good/0001.png``: the same whether that folder is ``root`` or ``root/train``). The file is
+val when ``u < val_fraction``, test when ``u >= 1 - test_fraction``, train otherwise: each
+band depends on its own fraction only, so raising ``test_fraction`` takes images from train,
+never from val. Renaming a file or moving it to another class draws it anew.
+
+The fractions are expectations, not counts: 200 images at 15% give about 30 val images, not
+exactly 30, and a small class may get no val or test image at all. Every class keeps at least
+one training image: when all of a class's files fall in val or test (a class of a few files),
+the one whose draw lies nearest the train band goes to train, and a warning says so; that file
+is the one exception to "adding files never moves an old one" (it returns to val or test once
+the class has a training image of its own).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from trainer.errors import DataError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val", "test")
@@ -70,27 +90,62 @@ def _collect(folder: Path, stray: list[Path]) -> dict[str, list[Path]]:
     return found
 
 
+def split_draw(key: str, seed: int) -> float:
+    """The file's uniform draw in [0, 1): ``key`` is ``<class>/<path below the class folder>``."""
+    digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _band(u: float, fractions: dict[str, float]) -> str:
+    if u < fractions.get("val", 0.0):
+        return "val"
+    if u >= 1.0 - fractions.get("test", 0.0):
+        return "test"
+    return "train"
+
+
 def _stratified_split(
-    by_class: dict[str, list[Path]], fractions: dict[str, float], seed: int
+    by_class: dict[str, list[Path]],
+    fractions: dict[str, float],
+    seed: int,
+    folder: Path,
 ) -> dict[str, dict[str, list[Path]]]:
-    """Split each class's files by ``fractions`` (the rest stays in train), reproducibly."""
+    """Split each class's files by ``fractions`` ({"val": f, "test": f}, or either alone) by each
+    file's own draw (see the module docstring); the rest stays in train.
+
+    Args:
+        by_class: class name -> files, all below ``folder / <class>``.
+        fractions: the splits to carve and their expected fractions; their sum must be below 1.
+        seed: ``data.split_seed``.
+        folder: the folder that holds the class folders (the draw's key is relative to it).
+    """
+    unknown = sorted(set(fractions) - {"val", "test"})
+    if unknown:
+        raise ValueError(f"fractions for {unknown}: only val and test are carved")
+    total = sum(fractions.values())
+    if total >= 1:
+        names = " + ".join(f"data.{s}_fraction" for s in fractions)
+        raise DataError(f"{names} = {total:g} leaves no image for training; keep the sum below 1")
     out: dict[str, dict[str, list[Path]]] = {s: {} for s in ("train", *fractions)}
-    for index, (name, files) in enumerate(sorted(by_class.items())):
-        order = np.random.default_rng([seed, index]).permutation(len(files))
-        shuffled = [files[i] for i in order]
-        start = 0
-        for split, frac in fractions.items():
-            n = int(round(frac * len(files)))
-            if frac > 0 and n == 0 and len(files) >= 3:
-                n = 1
-            out[split][name] = sorted(shuffled[start : start + n])
-            start += n
-        out["train"][name] = sorted(shuffled[start:])
-        if not out["train"][name]:
-            raise DataError(
-                f"data.root: class '{name}' has {len(files)} images, too few to split into "
-                "train/val/test; add images or lower data.val_fraction and data.test_fraction"
+    for name, files in sorted(by_class.items()):
+        drawn = {p: split_draw(p.relative_to(folder).as_posix(), seed) for p in files}
+        assigned = {p: _band(u, fractions) for p, u in drawn.items()}
+        if files and "train" not in assigned.values():
+            val_edge, test_edge = fractions.get("val", 0.0), 1.0 - fractions.get("test", 0.0)
+            rescued = min(
+                files, key=lambda p: (min(abs(drawn[p] - val_edge), abs(drawn[p] - test_edge)), p)
             )
+            assigned[rescued] = "train"
+            log.warning(
+                "data.root: all %d images of class '%s' fell in val/test (split_seed=%d): "
+                "'%s' goes to train; add images to this class",
+                len(files),
+                name,
+                seed,
+                rescued,
+            )
+        for split in out:
+            out[split][name] = sorted(p for p, s in assigned.items() if s == split)
     return out
 
 
@@ -114,12 +169,12 @@ def scan_image_folder(
             s: f for s, f in (("val", val_fraction), ("test", test_fraction)) if s not in given
         }
         if missing:
-            carved = _stratified_split(given["train"], missing, split_seed)
+            carved = _stratified_split(given["train"], missing, split_seed, root / "train")
             given.update(carved)
         by_split = given
     else:
         by_split = _stratified_split(
-            _collect(root, stray), {"val": val_fraction, "test": test_fraction}, split_seed
+            _collect(root, stray), {"val": val_fraction, "test": test_fraction}, split_seed, root
         )
     class_names = sorted(by_split["train"])
     for split, classes in by_split.items():

@@ -447,6 +447,25 @@ def class_counts(n: int, good_fraction: float) -> dict[str, int]:
     return {"good": good, **{c: per + (i < extra) for i, c in enumerate(CLASSES[1:])}}
 
 
+def smallest_split(good_fraction: float, limit: int = 1_000_000) -> int | None:
+    """The fewest images a split needs for every class to get one; None when no size does.
+
+    A class without images is an empty class folder, which training refuses. Every count only
+    grows with the split size, so every size from this one on is enough (and bisection finds it).
+    """
+
+    def enough(n: int) -> bool:
+        return min(class_counts(n, good_fraction).values()) > 0
+
+    low, high = len(CLASSES), limit
+    if not enough(high):
+        return None
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid + 1, high)
+    return low
+
+
 def _labels(spec: PCBSpec, split_id: int, n: int) -> list[str]:
     labels = [c for c, k in class_counts(n, spec.good_fraction).items() for _ in range(k)]
     order = np.random.default_rng([spec.seed, 1000 + split_id]).permutation(n)

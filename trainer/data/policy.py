@@ -16,7 +16,7 @@ SEVERITIES = ("fail", "warn", "off")
 
 DEFAULT_SEVERITY = {
     "unreadable": "fail",  # zero-byte, truncated, corrupt, not an image
-    "leakage": "fail",  # the same file content in two splits
+    "leakage": "fail",  # the same content, or a near copy (full scan), in two splits
     "empty_class": "fail",  # a class folder without images (the loader refuses it)
     "layout": "fail",  # the tree cannot be split as configured
     "type_mismatch": "warn",  # content is another image type than the extension says
@@ -24,7 +24,7 @@ DEFAULT_SEVERITY = {
     "size_outlier": "warn",  # size or aspect ratio far from the median
     "size_spread": "warn",  # the largest image side is many times the smallest
     "duplicate": "warn",  # the same content twice within one split
-    "near_duplicate": "warn",  # perceptual hashes within near_duplicate_bits
+    "near_duplicate": "warn",  # perceptual hashes within near_duplicate_bits, in one split
     "imbalance": "warn",  # largest / smallest class in train above max_imbalance
     "stray_file": "warn",  # a file without an image extension in a class folder
 }
@@ -58,7 +58,8 @@ class Policy:
         outlier_area_ratio: an image whose pixel count is this many times off the median.
         outlier_aspect_ratio: an image whose aspect ratio is this many times off the median.
         near_duplicate_bits: perceptual hashes at most this many bits apart (of 256) are
-            near-duplicates; null skips the perceptual hash.
+            near-duplicates (``near_duplicate`` in one split, ``leakage`` across splits); null
+            skips the perceptual hash.
         workers: processes for decoding ("auto": 1 below 4 CPUs, else half the CPUs up to 4
             from 2,000 files on).
         drift: see DriftSettings.

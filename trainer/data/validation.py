@@ -149,7 +149,7 @@ def walk_tree(
         return tree
     try:  # the split training would make of the classes that have images
         split = _stratified_split(
-            by_folder[None], {"val": val_fraction, "test": test_fraction}, split_seed
+            by_folder[None], {"val": val_fraction, "test": test_fraction}, split_seed, root
         )
         tree.images = [
             Entry(p, s, c) for s, found in split.items() for c, ps in found.items() for p in ps
@@ -329,13 +329,19 @@ def _near_duplicate_checks(
     ]
     for a, b, d in pairs:
         ea, eb = usable[a][0], usable[b][0]
-        where = "across splits " if ea.split != eb.split else ""
-        out.add(
-            "near_duplicate",
-            f"looks like {_rel(eb.path, root)} ({eb.split}) {where}(perceptual hashes {d} bits "
-            "apart)",
-            ea.path,
-        )
+        if ea.split != eb.split:  # a re-encoded or resized copy of an image of another split
+            out.add(
+                "leakage",
+                f"near copy of {_rel(eb.path, root)} ({eb.split}) in {ea.split} (perceptual "
+                f"hashes {d} bits apart): an image of one split seen in another",
+                ea.path,
+            )
+        else:
+            out.add(
+                "near_duplicate",
+                f"looks like {_rel(eb.path, root)} ({eb.split}) (perceptual hashes {d} bits apart)",
+                ea.path,
+            )
     return len(pairs)
 
 
@@ -378,7 +384,10 @@ def analyse(
     policy = policy or Policy()
     start = time.perf_counter()
     perceptual = perceptual and policy.near_duplicate_bits is not None
-    perceptual = perceptual and policy.level("near_duplicate") != "off"
+    # near copies within a split are near_duplicate findings, across splits leakage
+    perceptual = perceptual and (
+        policy.level("near_duplicate") != "off" or policy.level("leakage") != "off"
+    )
     infos = inspect_all([e.path for e in tree.images], policy.workers, stats, perceptual)
     items = list(zip(tree.images, infos, strict=True))
     out = _Findings(policy, tree.root)

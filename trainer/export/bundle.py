@@ -16,14 +16,18 @@ The bundle folder::
     manifest.json     sha256 and size of every other file, the checkpoint's sha256, parity
 
 Everything is written into a temporary folder beside ``out`` and moved into place only after the
-parity check passed; a failed export leaves nothing behind.
+parity check passed; a failed export leaves nothing behind. The files go through
+``trainer.utils.atomic`` (each synced to disk before the folder is renamed, so a power cut after
+the move cannot leave empty files in a bundle that looks complete).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import secrets
 import shutil
+import stat
 import sys
 import tempfile
 from datetime import datetime, timezone
@@ -34,6 +38,7 @@ from typing import Any
 from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
 from trainer.data.fingerprint import file_sha256
 from trainer.export import ExportError
+from trainer.utils.atomic import atomic_write, fsync_dir, fsync_file
 
 HERE = Path(__file__).resolve().parent
 SCORE_TEMPLATE = HERE / "score_template.py"
@@ -115,16 +120,16 @@ def write_files(
     info = export_onnx(module, size, folder / "model.onnx")
     export_program(module, size, folder / "model.pt2")
     schema = build_schema(meta, limits, info)
-    (folder / "schema.json").write_text(json.dumps(schema, indent=2) + "\n")
-    shutil.copyfile(SCORE_TEMPLATE, folder / "score.py")
-    shutil.copyfile(SERVER_TEMPLATE, folder / "server.py")
-    (folder / "requirements.txt").write_text(_requirements())
+    atomic_write(folder / "schema.json", json.dumps(schema, indent=2) + "\n")
+    atomic_write(folder / "score.py", SCORE_TEMPLATE.read_bytes())
+    atomic_write(folder / "server.py", SERVER_TEMPLATE.read_bytes())
+    atomic_write(folder / "requirements.txt", _requirements())
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     tag = meta["backbone"].replace("_", "-").lower()
-    (folder / "Dockerfile").write_text(DOCKERFILE.format(python=python, tag=tag))
+    atomic_write(folder / "Dockerfile", DOCKERFILE.format(python=python, tag=tag))
     card = _model_card(ckpt_path)
     if card is not None:
-        shutil.copyfile(card, folder / "model_card.md")
+        atomic_write(folder / "model_card.md", card.read_bytes())
     return info
 
 
@@ -141,7 +146,11 @@ def write_manifest(
         "backbone": meta["backbone"],
         "class_names": meta["class_names"],
         "lineage": meta.get("lineage"),
-        "data": {k: v for k, v in (meta.get("data") or {}).items() if k != "counts"},
+        "data": {
+            k: v
+            for k, v in (meta.get("data") or {}).items()
+            if k not in ("counts", "trained_on_sha256_16")
+        },
         "onnx_opset": info["opset"],
         "versions": {
             "torch": torch.__version__,
@@ -150,16 +159,40 @@ def write_manifest(
         "parity": parity,
         "files": {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in files},
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    atomic_write(folder / "manifest.json", json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def _temp_folder(out: Path) -> Path:
+    """A new empty folder beside ``out``, with the mode a plain ``mkdir`` gives (or the old
+    bundle's, with ``--force``): ``tempfile.mkdtemp``'s 0700 would stick to the bundle."""
+    for _ in range(100):
+        tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir(mode=0o777)  # less the umask, as any new folder
+        except FileExistsError:
+            continue
+        if out.is_dir():
+            tmp.chmod(stat.S_IMODE(out.stat().st_mode))
+        return tmp
+    raise ExportError(f"out: no free temporary folder name beside '{out}'")
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an old bundle there (``--force``) goes only once the new one is in."""
+    """Rename ``tmp`` to ``out``; an old bundle there (``--force``) goes only once the new one is in.
+
+    Every file (model.onnx and model.pt2 too, which their exporters wrote) and the folder are
+    synced first, and the parent after the rename, so the move is durable and complete.
+    """
+    for path in tmp.iterdir():
+        if path.is_file():
+            fsync_file(path)
+    fsync_dir(tmp)
     old = None
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
         out.rename(old / out.name)
     tmp.rename(out)
+    fsync_dir(out.parent)
     if old is not None:
         shutil.rmtree(old)
 
@@ -196,8 +229,7 @@ def export_bundle(
     )
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would keep the bundle from other users and containers
+    tmp = _temp_folder(out)
     try:
         info = write_files(tmp, model, meta, limits, ckpt_path)
         import torch

@@ -2,7 +2,8 @@
 
 Both paths start from the same files. Reference: training's ``load_image`` + ``normalize`` +
 the PyTorch network. Bundle: ``score.py``'s decoding and resize + ONNX Runtime. Probabilities
-must agree within ``atol`` and the labels must be identical, else the export is refused.
+must agree within ``atol``, the labels and the pass/fail decisions at the operating point must be
+identical, else the export is refused.
 """
 
 from __future__ import annotations
@@ -82,19 +83,36 @@ def check_parity(
         with torch.no_grad():
             answers["model.pt2"] = program(reference_images)[1].numpy()
     report: dict[str, Any] = {"images": len(files), "pixel_max_abs_diff": pixel_diff, "atol": atol}
+    passes = _pass_fail(scorer)
     for name, probs in answers.items():
         diff = float(np.abs(probs - reference).max())
         same = bool((probs.argmax(1) == reference.argmax(1)).all())
         report[name] = {"prob_max_abs_diff": diff, "labels_identical": same}
-        if diff > atol or not same:
+        # the decision the line acts on: a score near the threshold may cross it
+        differ = int((passes(probs) != passes(reference)).sum()) if passes else 0
+        report[name]["pass_fail_differ"] = differ
+        if diff > atol or not same or differ:
             raise ExportError(
                 f"parity: {name} disagrees with the checkpoint on {len(files)} images "
                 f"(largest probability difference {diff:.2e} > {atol:g}, labels identical: "
-                f"{same}); the bundle was not written"
+                f"{same}, pass/fail decisions that differ: {differ}); the bundle was not written"
             )
+    if passes is not None:  # how close the parity images came to the threshold: the tolerance
+        scores = np.array([scorer.decide(row)[0] for row in reference])
+        gap = np.abs(scores - np.float32(scorer.operating_point["threshold"]))
+        report["closest_to_threshold"] = float(gap.min())
     if pixel_diff > PIXEL_ATOL:
         raise ExportError(
             f"parity: score.py's preprocessing differs from training's by {pixel_diff} grey "
             "levels; the bundle was not written"
         )
     return report
+
+
+def _pass_fail(scorer: Any) -> Any:
+    """``probs -> passes`` by score.py's own rule at the recorded operating point (``1 - p(good)
+    < threshold``, in float32); None when the bundle has no threshold to decide by."""
+    op = getattr(scorer, "operating_point", None) or {}
+    if op.get("rule") != "threshold" or op.get("good_class") not in scorer.class_names:
+        return None
+    return lambda probs: np.array([scorer.decide(row)[1] for row in probs])

@@ -38,6 +38,9 @@ ERROR_CODES = [
     "unsupported_mode",
     "size_out_of_range",
     "unsupported_media_type",
+    "body_timeout",  # the server's: 408, the body did not arrive in time
+    "overloaded",  # 503 with Retry-After: too many request bytes in flight
+    "internal_error",  # 500
 ]
 
 

@@ -276,15 +276,21 @@ class Model:
         return self.session.run(["probabilities"], {self.input_name: batch})[0]
 
     def decide(self, probs: np.ndarray) -> tuple[float | None, bool | None]:
-        """The defect score and pass/fail of one image at the recorded operating point."""
+        """The defect score and pass/fail of one image at the recorded operating point.
+
+        The score is ``1 - p(good)`` in float32 and an image fails when it is ``>= threshold``
+        in float32, exactly as training chose the threshold (``rates_at`` on float32 scores):
+        in float64 a score that rounds to the threshold in float32 lands just below it and
+        would pass. Passing is ``score < threshold``, so a nan score fails.
+        """
         op = self.operating_point
         good = op.get("good_class")
         if good not in self.class_names:
             return None, None
-        score = 1.0 - float(probs[self.class_names.index(good)])
+        score = np.float32(1) - np.float32(probs[self.class_names.index(good)])
         if op["rule"] == "threshold":
-            return score, bool(score < op["threshold"])
-        return score, bool(int(np.argmax(probs)) == self.class_names.index(good))
+            return float(score), bool(score < np.float32(op["threshold"]))
+        return float(score), bool(int(np.argmax(probs)) == self.class_names.index(good))
 
     def check_count(self, count: int) -> None:
         """Refuse an empty request or one over the batch limit, before anything is decoded."""

@@ -11,9 +11,11 @@ negative row. torchmetrics still does the updates, the state and the DDP gatheri
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
-from torchmetrics.classification import MulticlassAUROC
+from torchmetrics.classification import BinaryAUROC, MulticlassAUROC
 from torchmetrics.utilities.data import dim_zero_cat
 
 CHUNK_ELEMENTS = 1 << 24  # classes x rows ranked at a time (the int64 ranks of a chunk: 128 MiB)
@@ -50,3 +52,23 @@ class FastMulticlassAUROC(MulticlassAUROC):
         return per_class_auroc(
             dim_zero_cat(self.preds), dim_zero_cat(self.target), self.num_classes
         )
+
+
+class BinaryAUROCOrNan(BinaryAUROC):
+    """torchmetrics' exact binary AUROC, but nan (not 0) when the targets hold one kind only.
+
+    A split of good boards only (or defects only) has no pass/fail ranking to measure; 0 would
+    read as the worst possible model and pass a ``max`` gate. The check runs inside ``compute``,
+    after torchmetrics has gathered every process's rows, and costs no extra device sync.
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(thresholds=None, **kwargs)
+
+    def compute(self) -> Tensor:
+        target = dim_zero_cat(self.target)
+        both = (target == 1).any() & (target == 0).any()
+        with warnings.catch_warnings():  # "Returning zero tensor": not what is returned here
+            warnings.filterwarnings("ignore", "No (positive|negative) samples in targets")
+            value = super().compute()
+        return torch.where(both, value, torch.nan)

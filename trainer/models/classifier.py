@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainer.models.backbone import create_backbone, preprocessing_of
-from trainer.models.metrics import SplitMetrics
+from trainer.models.metrics import MeanLoss, SplitMetrics
 
 PER_CLASS_LOG_LIMIT = 32  # classes up to which each class's AUROC is logged every epoch
 
@@ -86,6 +86,10 @@ class ImageClassifier(L.LightningModule):
         self.train_metrics = SplitMetrics(self.class_names, good_class, auroc_last_rows=4096)
         self.val_metrics = SplitMetrics(self.class_names, good_class)
         self.test_metrics = SplitMetrics(self.class_names, good_class)
+        # Computed in the epoch-end hooks, which every rank runs: a Metric object handed to
+        # self.log is computed where Lightning first reads it, and that is the progress bar, on
+        # rank zero alone: a collective the other ranks never join.
+        self.train_loss, self.val_loss, self.test_loss = MeanLoss(), MeanLoss(), MeanLoss()
         self.run_metadata: dict[str, Any] = {}
         side = self.preprocessing["input_size"][-1]
         self.example_input_array = torch.zeros(1, 3, side, side)
@@ -142,34 +146,41 @@ class ImageClassifier(L.LightningModule):
         loss, _ = self._step(batch, self.train_metrics)
         # Not prog_bar: Lightning would read it (a device sync) after every step; the progress
         # bar (trainer/callbacks/progress_bar.py) reads it every few steps instead.
-        self.log("train/loss", loss, on_step=True, on_epoch=True)
+        self.log("train/loss_step", loss, on_step=True, on_epoch=False)
+        self.train_loss.update(loss, len(batch[1]))
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, _ = self._step(batch, self.val_metrics)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.val_loss.update(loss, len(batch[1]))
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         loss, _ = self._step(batch, self.test_metrics)
-        self.log("test/loss", loss, on_epoch=True, sync_dist=True)
+        self.test_loss.update(loss, len(batch[1]))
 
-    def _log_split(self, metrics: SplitMetrics, prefix: str) -> None:
+    def _log_split(self, metrics: SplitMetrics, loss: MeanLoss, prefix: str) -> None:
+        """Log the epoch's figures of every process together (torchmetrics gathers them)."""
         # Per-class AUROCs up to PER_CLASS_LOG_LIMIT classes: beyond, a thousand curves say little
         # and logging them costs seconds per epoch (Lightning's per-key overhead).
         values = metrics.compute(prefix, per_class=len(self.class_names) <= PER_CLASS_LOG_LIMIT)
-        acc = values.pop(f"{prefix}/acc")
-        self.log(f"{prefix}/acc", acc, prog_bar=prefix != "test", sync_dist=True)
-        self.log_dict(values, sync_dist=True)
+        loss_key = "train/loss_epoch" if prefix == "train" else f"{prefix}/loss"
+        values[loss_key] = loss.compute()
+        bar = {f"{prefix}/acc", "val/loss"} if prefix != "test" else set()
+        # already the same on every rank: sync_dist averages equal numbers (and keeps Lightning
+        # from warning that epoch values are not synchronised)
+        self.log_dict({k: v for k, v in values.items() if k in bar}, prog_bar=True, sync_dist=True)
+        self.log_dict({k: v for k, v in values.items() if k not in bar}, sync_dist=True)
         metrics.reset()
+        loss.reset()
 
     def on_train_epoch_end(self) -> None:
-        self._log_split(self.train_metrics, "train")
+        self._log_split(self.train_metrics, self.train_loss, "train")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_split(self.val_metrics, "val")
+        self._log_split(self.val_metrics, self.val_loss, "val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_split(self.test_metrics, "test")
+        self._log_split(self.test_metrics, self.test_loss, "test")
 
     def configure_optimizers(self) -> Any:
         lr = self.optimizer_factory.keywords.get("lr", 1e-3)
@@ -199,11 +210,17 @@ class ImageClassifier(L.LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = self._trainer
         checkpoint["trainer_metadata"] = {
             **self.run_metadata,
             "class_names": self.class_names,
             "preprocessing": self.preprocessing,
             "backbone": self.hparams.backbone,
+            # the figures of the epoch this checkpoint holds (ModelCheckpoint saves after the
+            # epoch's validation): what a sweep and the history report for the kept model
+            "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}
+            if trainer
+            else {},
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -6,11 +6,14 @@ class, and the pass/fail AUROC of "good" against any defect (score = 1 - p(good)
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
-from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, MulticlassF1Score
+from torchmetrics import Metric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from trainer.models.auroc import FastMulticlassAUROC
+from trainer.models.auroc import BinaryAUROCOrNan, FastMulticlassAUROC
 
 
 class SplitMetrics(nn.Module):
@@ -27,15 +30,19 @@ class SplitMetrics(nn.Module):
         good_class: str | None = "good",
         auroc_last_rows: int | None = None,
         flush_rows: int = 65536,
+        sync: bool = True,
     ) -> None:
         super().__init__()
         k = len(class_names)
         self.class_names = list(class_names)
         self.good_index = class_names.index(good_class) if good_class in class_names else None
-        self.acc = MulticlassAccuracy(num_classes=k, average="micro")
-        self.f1 = MulticlassF1Score(num_classes=k, average="macro")
-        self.auroc = FastMulticlassAUROC(num_classes=k)
-        self.pass_fail_auroc = BinaryAUROC() if self.good_index is not None else None
+        # sync=False: one process holds the whole split (a report on rank zero while the other
+        # ranks have gone): gathering from them would wait for processes that never answer.
+        kw = {"sync_on_compute": sync}
+        self.acc = MulticlassAccuracy(num_classes=k, average="micro", **kw)
+        self.f1 = MulticlassF1Score(num_classes=k, average="macro", **kw)
+        self.auroc = FastMulticlassAUROC(num_classes=k, **kw)
+        self.pass_fail_auroc = BinaryAUROCOrNan(**kw) if self.good_index is not None else None
         # Exact AUROC keeps every score: on a large split that is gigabytes. auroc_last_rows
         # bounds it to the split's last N rows of each process (None: all). torchmetrics' binned
         # AUROC was no way out: its update is slower.
@@ -80,8 +87,9 @@ class SplitMetrics(nn.Module):
             self.pass_fail_auroc.update(1 - probs[:, self.good_index], target != self.good_index)
 
     def compute(self, prefix: str, per_class: bool = True) -> dict[str, Tensor]:
-        """All metrics as ``{prefix}/name`` scalars (AUROC of a class absent from the split is nan);
-        ``per_class=False`` leaves out the per-class AUROCs (their mean stays)."""
+        """All metrics as ``{prefix}/name`` scalars; ``per_class=False`` leaves out the per-class
+        AUROCs (their mean stays). An AUROC with nothing to rank is nan: a class absent from the
+        split, or the pass/fail AUROC of a split of good images only (or defects only)."""
         self._flush()
         if self._auroc_probs is not None:
             self._update_auroc(self._auroc_probs, self._auroc_targets)
@@ -104,3 +112,27 @@ class SplitMetrics(nn.Module):
         for metric in (self.acc, self.f1, self.auroc, self.pass_fail_auroc):
             if metric is not None:
                 metric.reset()
+
+
+class MeanLoss(Metric):
+    """The mean loss per image of an epoch: batch means weighted by batch size, summed over
+    processes, so DDP gives what one process computes (Lightning's ``sync_dist`` averages the
+    processes' means, whatever their sizes).
+
+    Not torchmetrics' MeanMetric: its NaN check reads the value at every update (a device sync),
+    and with the check off (``nan_strategy="disable"``, torchmetrics 1.9) it drops the weights.
+    """
+
+    full_state_update = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, batch_mean: Tensor, batch_size: int) -> None:
+        self.total += batch_mean.detach().float() * batch_size  # a Python number: no host copy
+        self.count += batch_size
+
+    def compute(self) -> Tensor:
+        return self.total / self.count

@@ -1,7 +1,10 @@
 """``python -m trainer.serve BUNDLE [--host 127.0.0.1 --port 8000]``: serve an export bundle.
 
-Binds the loopback address unless told otherwise. A folder that is not a bundle is one line and
-exit code 2. Imports no torch: the server starts in about a second.
+Binds the loopback address unless told otherwise. ``--max-inflight-bytes`` bounds the request
+bodies held at once (``SERVE_MAX_INFLIGHT_BYTES``) and ``--body-timeout`` how long one may take
+to arrive (``SERVE_BODY_TIMEOUT``). A folder that is not a bundle, or a setting that is not a
+positive number, is one line and exit code 2. Imports no torch: the server starts in about a
+second.
 """
 
 from __future__ import annotations
