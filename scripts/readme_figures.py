@@ -2,7 +2,8 @@
 
 Runs the commands behind the README's figures one after another (nothing else should run on the
 machine meanwhile), keeps each command's own output under ``--out`` and collects the figures into
-``<out>/figures.json``, printed as a table with the machine, the date and the package versions.
+``<out>/figures.json`` with the machine, the date and the package versions (a part run again
+replaces its own entry and keeps the others).
 A fresh clone reproduces the README by ``make install`` and this script. GPU figures need a GPU:
 ``bash scripts/gpu_check.sh`` there.
 
@@ -293,18 +294,20 @@ def main() -> int:
     if unknown:
         p.error(f"--parts: unknown {unknown}; choose from {', '.join(PARTS)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Any] = {"machine": machine()}
+    saved = args.out / "figures.json"  # parts run before are kept: rerun one, keep the rest
+    figures: dict[str, Any] = json.loads(saved.read_text()) if saved.is_file() else {}
+    figures["machine"] = machine()
     for part in PARTS:  # in this order: the later parts use the default model of 'train'
         if part in parts:
             print(f"readme_figures: {part} ...", flush=True)
             start = time.perf_counter()
             figures[part] = globals()[f"part_{part}"](args.out, figures)
             figures[part]["part_seconds"] = round(time.perf_counter() - start, 1)
-            (args.out / "figures.json").write_text(json.dumps(figures, indent=2, default=str))
+            saved.write_text(json.dumps(figures, indent=2, default=str))
     if args.update_docs:
         update_docs(figures)
     print(json.dumps(figures, indent=2, default=str))
-    print(f"readme_figures: {args.out / 'figures.json'}")
+    print(f"readme_figures: {saved}")
     return 0
 
 
