@@ -73,12 +73,14 @@ def python(*args: str) -> list[str]:
 def generate_boards() -> dict[str, Any]:
     """Generate the default experiment's boards, unless they are there; how long it took."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
     from hydra.utils import instantiate
 
     os.environ.setdefault("PROJECT_ROOT", str(ROOT))
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("train", overrides=["hydra.run.dir=."], return_hydra_config=True)
-    datamodule = instantiate(cfg.data)
+        cfg = compose("train", return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)  # the config's ${hydra:...} paths resolve
+        datamodule = instantiate(cfg.data)
     cached = (datamodule.dataset_root / "metadata.json").is_file()
     start = time.perf_counter()
     datamodule.prepare_data()
