@@ -163,13 +163,9 @@ def part_explain(out: Path, figures: dict[str, Any]) -> dict[str, Any]:
 def part_callbacks(out: Path, figures: dict[str, Any]) -> dict[str, Any]:
     log = out / "logs" / "explain_overhead.log"
     run(python("scripts/explain_overhead.py", "--ckpt", best_checkpoint(figures)), log)
-    return {
-        "report": [
-            line.strip()
-            for line in log.read_text().splitlines()
-            if " s" in line and not line.startswith("[")
-        ]
-    }
+    lines = [line.strip() for line in log.read_text().splitlines()]
+    keep = ("validation of", "added to a", "ExplainImages", "WorstMistakes", "EmbeddingProjector")
+    return {"report": [line for line in lines if line.startswith(keep)]}
 
 
 def part_speed(out: Path, _: dict[str, Any]) -> dict[str, Any]:
@@ -280,9 +276,14 @@ def update_docs(figures: dict[str, Any]) -> None:
     if "explain" in figures:
         folder = Path(figures["explain"]["pictures"])
         shutil.copyfile(folder / "gradcam.png", docs / "explain_gradcam.png")
-        boards = sorted(folder.glob("[0-9][0-9]_*.png"))
-        misplaced = [p for p in boards if "misplaced" in p.name] or boards
-        shutil.copyfile(misplaced[0], docs / "explain_board.png")
+        boards = sorted(folder.glob("[0-9][0-9]_*.png"))  # NN_<file stem>.png
+        root = Path(figures["train"]["root"]) if "train" in figures else None
+
+        def misplaced(board: Path) -> bool:  # the board's class is its folder in the data
+            stem = board.stem.split("_", 1)[1]
+            return bool(root and list(root.glob(f"test/misplaced_component/{stem}.*")))
+
+        shutil.copyfile(next(filter(misplaced, boards), boards[0]), docs / "explain_board.png")
 
 
 def main() -> int:

@@ -60,8 +60,7 @@ class Policy:
         near_duplicate_bits: perceptual hashes at most this many bits apart (of 256) are
             near-duplicates (``near_duplicate`` in one split, ``leakage`` across splits); null
             skips the perceptual hash.
-        workers: processes for decoding ("auto": 1 below 4 CPUs, else half the CPUs up to 4
-            from 2,000 files on).
+        workers: processes for decoding ("auto": every CPU up to 4 from 2,000 files on).
         drift: see DriftSettings.
     """
 
