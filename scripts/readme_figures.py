@@ -7,7 +7,7 @@ replaces its own entry and keeps the others).
 A fresh clone reproduces the README by ``make install`` and this script. GPU figures need a GPU:
 ``bash scripts/gpu_check.sh`` there.
 
-    python scripts/readme_figures.py                          # every part, about 35 min on 2 cores
+    python scripts/readme_figures.py                          # every part, about 25 min on 2 cores
     python scripts/readme_figures.py --parts train,explain    # some of them
     python scripts/readme_figures.py --update-docs            # also the README's pictures in docs/
 
@@ -20,6 +20,8 @@ Parts (each the README section it feeds):
   imbalance   "Accuracy misleads": ``scripts/imbalance_baseline.py --model resnet10t --epochs 8``
   serve       "ONNX Runtime against PyTorch": ``scripts/bench_serve.py --ckpt <default model>``
   validate    "Data contract", speed: ``scripts/bench_validate.py``
+  details     one-line claims: channels_last on the CPU, torchvision.io against Pillow decoding,
+              Pillow's resize against training's, a 16-megapixel resize in score.py's numpy port
 """
 
 from __future__ import annotations
@@ -38,7 +40,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ("train", "explain", "callbacks", "speed", "backbones", "imbalance", "serve", "validate")
+PARTS = (
+    "train",
+    "explain",
+    "callbacks",
+    "speed",
+    "backbones",
+    "imbalance",
+    "serve",
+    "validate",
+    "details",
+)
 BACKBONES = (  # the "Why resnet10t" table, with the input size each row was measured at
     ("resnet10t", 96),
     ("resnet14t", 96),
@@ -233,6 +245,73 @@ def part_validate(out: Path, _: dict[str, Any]) -> dict[str, Any]:
     path = out / "validate.json"
     run(python("scripts/bench_validate.py", "--json", str(path)), out / "logs" / "validate.log")
     return json.loads(path.read_text())
+
+
+def _steps_per_s(name: str, channels_last: bool, steps: int = 20, warmup: int = 5) -> float:
+    """Training steps per second of timm ``name`` at 96 px, batch 32, AdamW, on the CPU."""
+    import timm
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    net = timm.create_model(name, num_classes=4)
+    x, y = torch.randn(32, 3, 96, 96), torch.randint(0, 4, (32,))
+    if channels_last:
+        net, x = (
+            net.to(memory_format=torch.channels_last),
+            x.contiguous(memory_format=torch.channels_last),
+        )
+    optimizer = torch.optim.AdamW(net.parameters())
+    for i in range(warmup + steps):
+        if i == warmup:
+            start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+        optimizer.step()
+    return steps / (time.perf_counter() - start)
+
+
+def part_details(out: Path, figures: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    from trainer.data.dataset import _decode_fast, _decode_pil
+    from trainer.export.score_template import resize_uint8
+
+    result: dict[str, Any] = {"channels_last_speedup": {}}
+    for name in ("resnet10t", "resnet18", "efficientnet_b0", "mobilenetv3_large_100"):
+        plain, last = _steps_per_s(name, False), _steps_per_s(name, True)
+        result["channels_last_speedup"][name] = round(last / plain, 3)
+    boards = sorted(Path(figures.get("train", {}).get("root", ROOT / "data")).rglob("*.png"))[:500]
+    for label, decode in (("torchvision.io", _decode_fast), ("Pillow", _decode_pil)):
+        start = time.perf_counter()
+        for path in boards:
+            decode(path)
+        result[f"decode_{label}_images_per_s"] = len(boards) / (time.perf_counter() - start)
+    result["decode_images"] = len(boards)
+    rng = np.random.default_rng(0)
+    for (h, w), side in (
+        ((128, 128), 96),
+        ((128, 128), 64),
+        ((64, 64), 96),
+        ((480, 640), 96),
+        ((1000, 700), 224),
+    ):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)  # noise: every weight counts
+        ours = TF.resize(torch.from_numpy(image).permute(2, 0, 1), [side, side], antialias=True)
+        pillow = np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
+        differ = np.abs(ours.permute(1, 2, 0).numpy().astype(int) - pillow.astype(int))
+        result[f"pillow_resize_{w}x{h}_to_{side}"] = {
+            "share_differing": float((differ > 0).mean()),
+            "max_grey_levels": int(differ.max()),
+        }
+    big = rng.integers(0, 256, (4096, 4096, 3), dtype=np.uint8)
+    start = time.perf_counter()
+    resize_uint8(big, (224, 224), "bilinear")
+    result["numpy_resize_16mp_to_224_seconds"] = time.perf_counter() - start
+    return result
 
 
 def machine() -> dict[str, Any]:
