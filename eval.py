@@ -20,15 +20,15 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    from trainer.evaluate import evaluate
-    from trainer.gate import exit_on_gate_failure
+    from trainer.evaluation.gate import exit_on_gate_failure
+    from trainer.tasks.evaluate import evaluate
     from trainer.utils.entry import run_reporting_errors
 
     run_reporting_errors(exit_on_gate_failure, evaluate, cfg)
 
 
 if __name__ == "__main__":
-    from trainer.gate import rewrite_gate_args
+    from trainer.evaluation.gate import rewrite_gate_args
 
     sys.argv = rewrite_gate_args(sys.argv)  # gate.min.test/f1=0.95 -> 'gate.min={test/f1:0.95}'
     main()

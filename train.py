@@ -19,8 +19,8 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from trainer.gate import exit_on_gate_failure
-    from trainer.train import train
+    from trainer.evaluation.gate import exit_on_gate_failure
+    from trainer.tasks.train import train
     from trainer.utils.entry import run_reporting_errors
 
     metrics = run_reporting_errors(exit_on_gate_failure, train, cfg)
@@ -29,8 +29,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from trainer.distributed import hydra_overrides_for_rank
-    from trainer.gate import rewrite_gate_args
+    from trainer.evaluation.gate import rewrite_gate_args
+    from trainer.utils.distributed import hydra_overrides_for_rank
 
     sys.argv = rewrite_gate_args(sys.argv)  # gate.min.test/f1=0.95 -> 'gate.min={test/f1:0.95}'
     sys.argv += hydra_overrides_for_rank(sys.argv)  # srun's ranks > 0: no .hydra/ of their own

@@ -59,7 +59,7 @@ def random_checkpoint(folder: Path, backbone: str, size: int) -> Path:
 
 def boards(folder: Path) -> list[Path]:
     """A few generated 128 px boards (the default experiment's image size)."""
-    from trainer.data.pcb_generator import PCBSpec, generate_dataset
+    from trainer.data.pcb.generator import PCBSpec, generate_dataset
 
     spec = PCBSpec(image_size=128, num_train=4, num_val=4, num_test=32, seed=7)
     root = generate_dataset(folder / "boards", spec, progress=False)
@@ -81,12 +81,12 @@ def latency(ckpt: Path, folder: Path, runs: int, rounds: int) -> dict:
     import onnxruntime as ort
     import torch
 
-    from trainer.checkpoint import load_checkpoint
-    from trainer.export.bundle import load_model
+    from trainer.checkpoint.read import load_classifier
     from trainer.export.onnx_export import deployable, export_onnx
 
     threads = os.cpu_count() or 1
-    model, meta = load_model(load_checkpoint(ckpt), ckpt)
+    model = load_classifier(ckpt)
+    meta = model.run_metadata
     module = deployable(model)
     size = list(meta["preprocessing"]["resize"])
     export_onnx(module, size, folder / "model.onnx")

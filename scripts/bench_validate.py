@@ -23,9 +23,9 @@ except ImportError:  # running from a checkout without `pip install -e .`
 
 from PIL import Image
 
-from trainer.data.pcb_generator import PCBSpec, generate_dataset
-from trainer.data.policy import Policy
-from trainer.data.validation import analyse, walk_tree
+from trainer.data.checks.policy import Policy
+from trainer.data.checks.validation import analyse, walk_tree
+from trainer.data.pcb.generator import PCBSpec, generate_dataset
 
 
 def bare_loop(paths: list[Path]) -> None:

@@ -32,7 +32,7 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="explain")
 def main(cfg: DictConfig) -> None:
-    from trainer.explain.cli import explain
+    from trainer.tasks.explain import explain
     from trainer.utils.entry import run_reporting_errors
 
     run_reporting_errors(explain, OmegaConf.to_container(cfg, resolve=True))

@@ -56,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from trainer.callbacks.embedding_projector import EmbeddingProjector
-    from trainer.callbacks.explain import ExplainImages
+    from trainer.callbacks.explain_images import ExplainImages
     from trainer.callbacks.worst_mistakes import WorstMistakes
+    from trainer.checkpoint.read import load_classifier
     from trainer.data.datamodule import ImageFolderDataModule
-    from trainer.explain.loading import load_classifier
     from trainer.utils.entry import run_reporting_errors
 
     model = run_reporting_errors(load_classifier, args.ckpt)

@@ -1,4 +1,4 @@
-"""The run history (trainer/history.py): list, compare, plot, and flag regressions.
+"""The run history (trainer/history/store.py): list, compare, plot, and flag regressions.
 
 Examples:
     python scripts/history.py                                   # every run, newest last
@@ -26,7 +26,7 @@ except ImportError:  # running from a checkout without `pip install -e .`
 from rich.console import Console
 from rich.table import Table
 
-from trainer.history import RunHistory, regressions
+from trainer.history.store import RunHistory, regressions
 
 DEFAULT_DB = Path(__file__).resolve().parents[1] / "outputs" / "history.sqlite"
 KEY_METRICS = ("test/acc", "test/balanced_acc", "test/f1", "test/auroc_pass_fail", "test/ece")

@@ -1,7 +1,7 @@
 """Why accuracy misleads on an imbalanced line: "always good" next to a trained model.
 
 Generates (once) a board set with 95% good boards, scores a model that always says "good" on
-its test split with the same metric code as eval.py (trainer/eval_metrics.py), and, unless
+its test split with the same metric code as eval.py (trainer/metrics/summary.py), and, unless
 ``--no-train``, trains a small model with train.py and reads its report (metrics.json).
 
 Example (the README's figure):
@@ -44,7 +44,7 @@ def generator_overrides(args: argparse.Namespace) -> list[str]:
 def always_good(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, int]]:
     """Metrics of "always good" on the real test split (the set is generated if missing)."""
     from trainer.data.datamodule import PCBDataModule
-    from trainer.eval_metrics import always_class_logits, compute_metrics
+    from trainer.metrics.summary import always_class_logits, compute_metrics
 
     spec = {
         "good_fraction": args.good_fraction,

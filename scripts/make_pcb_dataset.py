@@ -1,4 +1,4 @@
-"""Generate the procedural circuit-board defect dataset (see trainer/data/pcb_generator.py).
+"""Generate the procedural circuit-board defect dataset (see trainer/data/pcb/generator.py).
 
 Example: python scripts/make_pcb_dataset.py --out data/pcb --num-train 2000 --seed 0
 """
@@ -15,7 +15,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.data.pcb_generator import CLASSES, SPLITS, PCBSpec, generate_dataset
+from trainer.data.pcb.generator import CLASSES, SPLITS, PCBSpec, generate_dataset
 
 
 class _Parser(argparse.ArgumentParser):

@@ -278,7 +278,7 @@ def part_details(out: Path, figures: dict[str, Any]) -> dict[str, Any]:
     from torchvision.transforms import functional as TF
 
     from trainer.data.dataset import _decode_fast, _decode_pil
-    from trainer.export.score_template import resize_uint8
+    from trainer.export.runtime.score import resize_uint8
 
     result: dict[str, Any] = {"channels_last_speedup": {}}
     for name in ("resnet10t", "resnet18", "efficientnet_b0", "mobilenetv3_large_100"):

@@ -60,7 +60,7 @@ def dataset_root(data: DictConfig) -> Path:
     root = Path(str(data.root)).expanduser()
     if "generator" not in data:
         return root
-    from trainer.data.pcb_generator import PCBSpec, generate_dataset
+    from trainer.data.pcb.generator import PCBSpec, generate_dataset
 
     try:
         spec = PCBSpec(**OmegaConf.to_container(data.generator, resolve=True))
@@ -158,20 +158,20 @@ def write_json(payload: dict[str, Any], path: str) -> None:
 
 def run(cfg: DictConfig) -> int:
     """Validate, or compare with a contract; the exit code."""
-    from trainer.data.policy import Policy
+    from trainer.data.checks.policy import Policy
 
     policy = Policy.from_config(OmegaConf.to_container(cfg.validation, resolve=True))
     root = dataset_root(cfg.data)
     if cfg.get("against"):
-        from trainer.data.contract import load_contract
-        from trainer.data.drift import check_dataset_against
+        from trainer.data.checks.contract import load_contract
+        from trainer.data.checks.drift import check_dataset_against
 
         contract = load_contract(cfg.against)
         report = check_dataset_against(contract, root, policy)
         print_drift(report, str(cfg.against))
         write_json({"root": str(root), "against": str(cfg.against), **report.to_dict()}, cfg.report)
         return 0 if report.fits else 1
-    from trainer.data.validation import validate_dataset
+    from trainer.data.checks.validation import validate_dataset
 
     report = validate_dataset(
         root,

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import compose_cfg
-from trainer.checkpoint import load_checkpoint
-from trainer.evaluate import evaluate
+from trainer.checkpoint.read import load_checkpoint
 from trainer.export.bundle import export_bundle
+from trainer.tasks.evaluate import evaluate
 
 FIXTURES = Path(__file__).parent / "helpers" / "fixtures"
 CKPT = FIXTURES / "pre_layout_test_resnet.ckpt"

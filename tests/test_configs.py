@@ -53,7 +53,7 @@ def test_every_model_builds(model: str, tmp_path: Path) -> None:
 
 
 def test_trainer_configs_instantiate(tmp_path: Path) -> None:
-    from trainer.train import build_trainer
+    from trainer.tasks.train import build_trainer
 
     for name in ("default", "cpu"):
         cfg = compose_cfg([f"trainer={name}", "trainer.accelerator=cpu"], tmp_path)
@@ -148,7 +148,7 @@ def test_the_history_names_only_an_experiment_that_was_applied(tmp_path: Path) -
     lists it among the choices, the run history must not."""
     from hydra import compose, initialize_config_dir
 
-    from trainer.evaluate import _experiment
+    from trainer.utils.hydra_run import experiment_name as _experiment
 
     for overrides, expected in (([], "pcb_defect"), (["data=folder", "data.root=x"], None)):
         GlobalHydra.instance().clear()

@@ -21,10 +21,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests._runs import run_train, tiny_args
 from tests.conftest import compose_cfg
-from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
+from trainer.checkpoint.read import classifier_from_checkpoint, load_checkpoint
 from trainer.errors import ConfigError
-from trainer.evaluate import evaluate_model, predict
-from trainer.history import RunHistory
+from trainer.evaluation.predictions import predict
+from trainer.evaluation.report import evaluate_model
+from trainer.history.store import RunHistory
 
 # Tolerance of the parity: acc and F1 are counts over 16 validation images (exact); weights after
 # three SGD steps differ by float32 rounding of gradients summed in another order.
@@ -139,7 +140,7 @@ def test_ddp_with_the_defaults_finishes_with_one_process_figures(tmp_path: Path)
 
 def test_plain_ddp_with_a_frozen_backbone_is_refused(tiny_cfg) -> None:
     """Freezing after the DDP wrap needs find_unused_parameters: say so before the obscure error."""
-    from trainer.distributed import check_freeze_under_ddp
+    from trainer.utils.distributed import check_freeze_under_ddp
 
     cfg = tiny_cfg("trainer=ddp", "trainer.accelerator=cpu", "trainer.strategy=ddp")
     trainer = hydra.utils.instantiate(cfg.trainer)
@@ -152,7 +153,7 @@ def test_plain_ddp_with_a_frozen_backbone_is_refused(tiny_cfg) -> None:
 
 
 def test_batch_rule_scales_the_lr_when_asked(tiny_cfg) -> None:
-    from trainer.distributed import apply_batch_rule
+    from trainer.utils.distributed import apply_batch_rule
 
     cfg = tiny_cfg(
         "trainer=ddp",
@@ -178,7 +179,7 @@ def test_batch_rule_scales_the_lr_when_asked(tiny_cfg) -> None:
 
 
 def test_other_ranks_write_no_hydra_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainer.distributed import hydra_overrides_for_rank
+    from trainer.utils.distributed import hydra_overrides_for_rank
 
     for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
         monkeypatch.delenv(name, raising=False)

@@ -13,14 +13,14 @@ import torch
 from PIL import Image
 
 from tests.conftest import compose_cfg
-from trainer import finetune
-from trainer.checkpoint import checkpoint_metadata, load_checkpoint
+from trainer.checkpoint import finetune
+from trainer.checkpoint.finetune import exclude_parent_training_images, load_parent
+from trainer.checkpoint.read import checkpoint_metadata, load_checkpoint
 from trainer.data.datamodule import ImageFolderDataModule
 from trainer.data.image_folder import scan_image_folder
 from trainer.errors import CheckpointError, ConfigError, DataError
-from trainer.evaluate import evaluate
-from trainer.finetune import exclude_parent_training_images, load_parent
-from trainer.train import train
+from trainer.tasks.evaluate import evaluate
+from trainer.tasks.train import train
 
 QUIET = ("callbacks.sample_images=null", "callbacks.weight_histograms=null", "~logger")
 

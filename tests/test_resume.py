@@ -8,10 +8,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from trainer.checkpoint import load_checkpoint
-from trainer.checkpoint_io import AtomicCheckpointIO
+from trainer.callbacks.rng_state import RngState
+from trainer.checkpoint.atomic_io import AtomicCheckpointIO
+from trainer.checkpoint.read import load_checkpoint
+from trainer.checkpoint.resume import auto_resume_path, is_complete, resolve_ckpt_path
 from trainer.errors import ConfigError
-from trainer.resume import RngState, auto_resume_path, is_complete, resolve_ckpt_path
 
 
 def test_a_crash_during_a_save_keeps_the_previous_checkpoint(
@@ -24,7 +25,7 @@ def test_a_crash_during_a_save_keeps_the_previous_checkpoint(
         f.write(b"PK\x03\x04 half a checkpoint")
         raise OSError("killed mid-write")
 
-    monkeypatch.setattr("trainer.checkpoint_io.torch.save", dies_mid_write)
+    monkeypatch.setattr("trainer.checkpoint.atomic_io.torch.save", dies_mid_write)
     with pytest.raises(OSError, match="mid-write"):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "epoch": 1}, target)
     monkeypatch.undo()

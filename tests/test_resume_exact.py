@@ -32,12 +32,12 @@ from torchvision.transforms import v2
 from tests._runs import env, tiny_args, train_cmd
 from tests.conftest import ROOT
 from trainer.callbacks.backbone_freeze import BackboneFreeze
-from trainer.checkpoint import load_checkpoint
+from trainer.callbacks.rng_state import RngState
+from trainer.checkpoint.read import load_checkpoint
 from trainer.data.datamodule import ImageFolderDataModule
 from trainer.data.sampler import EpochShuffle, fit_position
 from trainer.models.classifier import ImageClassifier
 from trainer.models.schedule import warmup_cosine
-from trainer.resume import RngState
 
 EPOCHS, BATCHES = 3, 3  # 48 training images, 16 a batch
 VAL_TAGS = ("val/loss", "val/acc", "val/f1")

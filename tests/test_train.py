@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from trainer.checkpoint import checkpoint_metadata, load_checkpoint
+from trainer.checkpoint.read import checkpoint_metadata, load_checkpoint
 from trainer.errors import CheckpointError
-from trainer.train import train
+from trainer.tasks.train import train
 
 
 def events(run: Path) -> EventAccumulator:
@@ -181,7 +181,7 @@ class DecliningScore(L.Callback):
 def test_the_run_reports_the_kept_model_not_the_last_epoch(tiny_cfg) -> None:
     """With early stopping the last epochs come after the best: a sweep and the history must see
     the figures of the checkpoint that is tested and shipped."""
-    from trainer.history import RunHistory
+    from trainer.history.store import RunHistory
 
     cfg = tiny_cfg(
         "trainer.max_epochs=3",

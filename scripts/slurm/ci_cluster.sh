@@ -175,7 +175,7 @@ grep -q "Resuming from $RUN/checkpoints/last.ckpt" "$LOG" ||
 import sys
 from pathlib import Path
 
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint.read import load_checkpoint
 
 run, epochs = Path(sys.argv[1]), int(sys.argv[2])
 last = load_checkpoint(run / "checkpoints" / "last.ckpt")
@@ -189,7 +189,7 @@ print(f"last.ckpt: epoch {last['epoch']}, global_step {last['global_step']}")
 # with the operating point written into it, one history row
 import json
 
-from trainer.history import RunHistory
+from trainer.history.store import RunHistory
 
 report = json.loads((run / "metrics.json").read_text())  # rank zero's own pass over test
 best = Path(report["checkpoint"])

@@ -11,17 +11,17 @@ import torch
 from PIL import Image
 
 from tests.data.test_validation import run_cli
-from trainer.data.contract import (
+from trainer.data.checks.contract import (
     CONTRACT_FILE,
     build_contract,
     check_before_training,
     load_contract,
     write_contract,
 )
+from trainer.data.checks.drift import check_batch, check_dataset_against
+from trainer.data.checks.validation import analyse, walk_tree
 from trainer.data.datamodule import ImageFolderDataModule
-from trainer.data.drift import check_batch, check_dataset_against
-from trainer.data.pcb_generator import PCBSpec, generate_dataset
-from trainer.data.validation import analyse, walk_tree
+from trainer.data.pcb.generator import PCBSpec, generate_dataset
 from trainer.errors import ConfigError, DataError
 
 SEEDS = (1, 2, 3, 4, 5)
@@ -195,8 +195,8 @@ def test_before_training_strict_stops_warn_logs_off_skips(tmp_path: Path, caplog
 
 
 def test_training_writes_the_contract_into_run_folder_and_checkpoint(tiny_cfg) -> None:
-    from trainer.checkpoint import checkpoint_metadata
-    from trainer.train import train
+    from trainer.checkpoint.read import checkpoint_metadata
+    from trainer.tasks.train import train
 
     cfg = tiny_cfg("test=false", "~logger")
     train(cfg)
@@ -217,7 +217,7 @@ def test_training_writes_the_contract_into_run_folder_and_checkpoint(tiny_cfg) -
 
 def test_strict_folder_training_stops_before_the_model(tiny_cfg, tmp_path: Path) -> None:
     root = _leaky_tree(tmp_path / "leaky")
-    from trainer.train import train
+    from trainer.tasks.train import train
 
     cfg = tiny_cfg("data=folder", f"data.root={root}", "data.val_fraction=0.25")
     with pytest.raises(DataError, match="data.validate=strict"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.data.pcb_generator import (
+from trainer.data.pcb.generator import (
     CLASSES,
     SPLITS,
     PCBSpec,

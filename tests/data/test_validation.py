@@ -16,9 +16,9 @@ from PIL import Image
 
 from tests.conftest import CONFIGS, ROOT
 from tests.data.validation_fixtures import BAD_CASES, make_bad_tree
-from trainer.data.pcb_generator import render_board
-from trainer.data.policy import DriftSettings, Policy
-from trainer.data.validation import near_duplicate_pairs, validate_dataset
+from trainer.data.checks.policy import DriftSettings, Policy
+from trainer.data.checks.validation import near_duplicate_pairs, validate_dataset
+from trainer.data.pcb.generator import render_board
 from trainer.errors import ConfigError, DataError
 
 

@@ -12,7 +12,7 @@ from tests.evaluation.helpers import Trained
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
-    from trainer.train import train
+    from trainer.tasks.train import train
 
     tmp = tmp_path_factory.mktemp("trained")
     cfg = compose_cfg(

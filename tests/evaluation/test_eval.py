@@ -15,12 +15,12 @@ from torchmetrics.classification import BinarySpecificityAtSensitivity
 
 from tests.conftest import compose_cfg
 from tests.evaluation.helpers import Trained, run_eval
-from trainer import evaluate as evaluate_module
-from trainer.checkpoint import checkpoint_metadata
+from trainer.checkpoint.read import checkpoint_metadata
 from trainer.errors import DataError
-from trainer.eval_metrics import ECE_BINS, Evaluation, compute_metrics
-from trainer.evaluate import evaluate
-from trainer.operating_point import choose_operating_point, rates_at
+from trainer.evaluation import report as evaluate_module
+from trainer.evaluation.operating_point import choose_operating_point, rates_at
+from trainer.metrics.summary import ECE_BINS, Evaluation, compute_metrics
+from trainer.tasks.evaluate import evaluate
 
 
 def eval_cfg(tmp: Path, *overrides: str):
@@ -108,7 +108,7 @@ def test_eval_repeats_the_test_step(
     monkeypatch.setattr(evaluate_module, "compute_metrics", spy)
     out = evaluate(eval_cfg(tmp_path, f"ckpt_path={trained.best}"))
     metrics = out["metrics"]
-    # the names the test step logs (trainer/models/metrics.py), as train() returned them
+    # the names the test step logs (trainer/metrics/split.py), as train() returned them
     shared = [k for k in trained.metrics if k in ("test/acc", "test/f1") or "test/auroc" in k]
     assert {"test/acc", "test/f1", "test/auroc", "test/auroc_pass_fail"} <= set(shared)
     for name in shared:
@@ -247,7 +247,7 @@ def test_cli_unknown_class_and_unknown_gate_metric(trained: Trained, tmp_path: P
 def test_predictions_for_the_report_use_full_float32(monkeypatch: pytest.MonkeyPatch) -> None:
     """train() allows TF32 on a GPU; the report (and the threshold chosen on it) must not use it:
     the bundle runs full float32."""
-    from trainer.evaluate import predict
+    from trainer.evaluation.predictions import predict
 
     seen: list[tuple[str, bool]] = []
 

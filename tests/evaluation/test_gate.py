@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import compose_cfg
 from tests.evaluation.helpers import Trained, run_eval
 from trainer.errors import ConfigError
-from trainer.gate import GateFailed, enforce, evaluate_gate, rewrite_gate_args, summary
+from trainer.evaluation.gate import GateFailed, enforce, evaluate_gate, rewrite_gate_args, summary
 
 
 def test_bounds_pass_and_fail() -> None:
@@ -59,8 +59,8 @@ def test_cli_same_checkpoint_passes_low_and_fails_high(trained: Trained, tmp_pat
 
 
 def test_train_applies_the_gate_and_records_it(tiny_cfg) -> None:
-    from trainer.history import RunHistory
-    from trainer.train import train
+    from trainer.history.store import RunHistory
+    from trainer.tasks.train import train
 
     cfg = tiny_cfg("debug=fast", "gate.max={test/acc:-1}")
     with pytest.raises(GateFailed, match="test/acc"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scripts import history as cli
-from trainer.history import RunHistory, regressions
+from trainer.history.store import RunHistory, regressions
 
 
 def _append(args: tuple[str, int]) -> str:
@@ -127,7 +127,7 @@ def test_cli_list_compare_plot_regressions(db: Path, tmp_path: Path, capsys) -> 
 
 
 def test_every_train_run_is_recorded(tiny_cfg) -> None:
-    from trainer.train import train
+    from trainer.tasks.train import train
 
     cfg = tiny_cfg(
         "logger=csv",

@@ -12,7 +12,7 @@ from tests.conftest import TINY, TINY_BOARDS, compose_cfg
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run folder of a 2-epoch tiny training with every explanation callback on."""
-    from trainer.train import train
+    from trainer.tasks.train import train
 
     tmp = tmp_path_factory.mktemp("explain_run")
     cfg = compose_cfg(

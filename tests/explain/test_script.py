@@ -32,7 +32,7 @@ def _cfg(ckpt: Path, out: Path, **extra: object) -> dict:
 
 
 def test_default_images_pngs_and_pointing_game(tiny_ckpt: Path, tmp_path: Path) -> None:
-    from trainer.explain.cli import explain
+    from trainer.tasks.explain import explain
 
     result = explain(_cfg(tiny_ckpt, tmp_path / "out"))
     out = tmp_path / "out"
@@ -49,7 +49,7 @@ def test_default_images_pngs_and_pointing_game(tiny_ckpt: Path, tmp_path: Path) 
 
 
 def test_images_from_a_folder(tiny_ckpt: Path, pcb_root: Path, tmp_path: Path) -> None:
-    from trainer.explain.cli import explain
+    from trainer.tasks.explain import explain
 
     folder = pcb_root / "val" / "solder_bridge"
     result = explain(
@@ -59,7 +59,7 @@ def test_images_from_a_folder(tiny_ckpt: Path, pcb_root: Path, tmp_path: Path) -
 
 
 def test_missing_images_is_a_data_error(tiny_ckpt: Path, tmp_path: Path) -> None:
-    from trainer.explain.cli import explain
+    from trainer.tasks.explain import explain
 
     with pytest.raises(DataError, match="images: '.*nope' is neither an image file nor a folder"):
         explain(_cfg(tiny_ckpt, tmp_path, images=str(tmp_path / "nope")))

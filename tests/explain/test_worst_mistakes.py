@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from trainer.explain.worst_mistakes import MistakeBuffer, write_worst_mistakes
+from trainer.explain.mistakes import MistakeBuffer, write_worst_mistakes
 
 
 def test_buffer_keeps_the_most_confident_errors_only() -> None:

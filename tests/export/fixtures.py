@@ -22,7 +22,7 @@ def tiny_checkpoint(base: Path) -> Path:
     """1 epoch of ``test_resnet`` on 64 px boards; its last checkpoint."""
     ckpt = base / "run" / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
-        from trainer.train import train
+        from trainer.tasks.train import train
 
         cfg = compose_cfg(
             [*TINY, *TINY_BOARDS, f"paths.data_dir={base / 'data'}", "test=false", "~logger"],

@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from tests.export.fixtures import LIMITS, split_images
-from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
+from trainer.checkpoint.read import load_classifier
 from trainer.data.dataset import load_image
 from trainer.export import ExportError
-from trainer.export.bundle import export_bundle, load_model
+from trainer.export.bundle import export_bundle
 from trainer.export.schema import operating_point_from, subschema
 
 FILES = {
@@ -102,9 +102,8 @@ def test_schema_is_valid_and_describes_requests_and_answers(bundle: Path) -> Non
 
 
 def test_onnx_agrees_with_the_checkpoint(bundle: Path, checkpoint: Path) -> None:
-    from trainer.checkpoint import load_checkpoint
-
-    model, meta = load_model(load_checkpoint(checkpoint), checkpoint)
+    model = load_classifier(checkpoint)
+    meta = model.run_metadata
     graph = onnx.load(str(bundle / "model.onnx"))
     assert graph.opset_import[0].version == 20
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
@@ -172,7 +171,7 @@ def test_parity_refuses_pass_fail_decisions_that_differ(checkpoint: Path) -> Non
     probabilities are well within ``atol`` but move it across must not be written."""
     from trainer.export.parity import check_parity
 
-    model = classifier_from_checkpoint(load_checkpoint(checkpoint), checkpoint)
+    model = load_classifier(checkpoint)
     files = split_images(checkpoint.parents[2])[:4]
     pre = model.preprocessing
     images = torch.stack([load_image(f, pre["resize"], pre["interpolation"]) for f in files])

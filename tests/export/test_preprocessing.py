@@ -12,11 +12,10 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
 from tests.export.fixtures import split_images
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint.read import load_classifier
 from trainer.data.dataset import load_image
-from trainer.export.bundle import load_model
+from trainer.export.runtime.score import resize_uint8
 from trainer.export.schema import ANY_SIDE, DEFAULT_MODES
-from trainer.export.score_template import resize_uint8
 
 
 def smooth_image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -46,7 +45,8 @@ def test_score_py_gives_the_evaluation_tensor(bundle: Path, checkpoint: Path, tm
     spec.loader.exec_module(score)
     scorer = score.Model(bundle)
     scorer.limits = {**scorer.limits, "modes": DEFAULT_MODES, "width": ANY_SIDE, "height": ANY_SIDE}
-    model, meta = load_model(load_checkpoint(checkpoint), checkpoint)
+    model = load_classifier(checkpoint)
+    meta = model.run_metadata
     pre = meta["preprocessing"]
 
     rng = np.random.default_rng(1)

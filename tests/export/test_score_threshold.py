@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trainer.export import score_template
-from trainer.operating_point import rates_at
+from trainer.evaluation.operating_point import rates_at
+from trainer.export.runtime import score as score_template
 
 CLASSES = ["good", "missing", "misplaced"]
 
@@ -29,7 +29,7 @@ def test_a_score_on_the_threshold_is_a_defect() -> None:
 
     score, passed = _model(float(threshold)).decide(probs)
     assert passed is False and score == float(threshold)
-    torch_score = 1 - torch.from_numpy(probs[None])[:, 0]  # trainer.eval_metrics.defect_scores
+    torch_score = 1 - torch.from_numpy(probs[None])[:, 0]  # trainer.metrics.summary.defect_scores
     assert rates_at(torch_score, torch.tensor([True]), float(threshold))["defect_recall"] == 1.0
 
 

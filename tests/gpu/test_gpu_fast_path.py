@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from trainer.train import train
+from trainer.tasks.train import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

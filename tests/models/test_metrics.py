@@ -7,7 +7,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
-from trainer.models.metrics import SplitMetrics
+from trainer.metrics.split import SplitMetrics
 
 CLASSES = ["good", "missing", "misplaced"]
 

@@ -24,8 +24,8 @@ import pytest
 from tests.conftest import ROOT
 from tests.export.fixtures import split_images
 from tests.serve.servers import Server, running_server
+from trainer.export.runtime.server import BodyBudget, Overloaded
 from trainer.export.schema import subschema
-from trainer.serve.app import BodyBudget, Overloaded
 
 BUDGET = 700_000
 TIMEOUT = 1.5

@@ -85,7 +85,7 @@ def test_the_bytes_are_synced_before_the_swap(
 
 # ----------------------------------------------------------------------------- its users
 def test_the_operating_point_write_keeps_the_checkpoint_mode(tmp_path: Path) -> None:
-    from trainer.operating_point import write_to_checkpoint
+    from trainer.evaluation.operating_point import write_to_checkpoint
 
     path = tmp_path / "epoch_003.ckpt"
     torch.save({"state_dict": {}, "trainer_metadata": {"backbone": "b"}}, path)
@@ -98,7 +98,7 @@ def test_the_operating_point_write_keeps_the_checkpoint_mode(tmp_path: Path) -> 
 
 
 def test_checkpoints_get_the_umask_mode_and_keep_a_changed_one(tmp_path: Path) -> None:
-    from trainer.checkpoint_io import AtomicCheckpointIO
+    from trainer.checkpoint.atomic_io import AtomicCheckpointIO
 
     io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
     old = os.umask(0o027)  # a group-shared cluster folder: not readable by everyone
@@ -115,7 +115,7 @@ def test_checkpoints_get_the_umask_mode_and_keep_a_changed_one(tmp_path: Path) -
 def test_the_model_card_is_written_atomically(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trainer import model_card
+    from trainer.evaluation import model_card
 
     path = tmp_path / "model_card.md"
     model_card.write(path, model_card.MARKER + "\nfirst\n")

@@ -11,7 +11,7 @@ import logging
 
 import lightning as L
 
-from trainer.callbacks.explain import best_weights, val_dataset
+from trainer.callbacks.common import best_weights, val_dataset
 from trainer.utils.loggers import tensorboard_writer
 
 log = logging.getLogger(__name__)

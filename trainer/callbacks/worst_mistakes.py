@@ -14,8 +14,8 @@ from typing import Any
 import lightning as L
 from torch import Tensor
 
-from trainer.callbacks.explain import val_boxes, val_dataset
-from trainer.explain.worst_mistakes import MistakeBuffer, mistakes_figure, to_uint8
+from trainer.callbacks.common import val_boxes, val_dataset
+from trainer.explain.mistakes import MistakeBuffer, mistakes_figure, to_uint8
 from trainer.utils.loggers import tensorboard_writer
 
 

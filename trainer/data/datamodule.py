@@ -38,7 +38,7 @@ class ImageFolderDataModule(L.LightningDataModule):
         pin_memory: pinned host memory, or "auto" (when CUDA is available).
         augment: transforms for training uint8 tensors (torchvision.transforms.v2).
         validate: the data checks before training: strict | warn | off (run by train.py,
-            see trainer.data.contract.check_before_training).
+            see trainer.data.checks.contract.check_before_training).
     """
 
     def __init__(
@@ -291,7 +291,7 @@ class PCBDataModule(ImageFolderDataModule):
     """
 
     def __init__(self, generator: dict[str, Any], **kwargs: Any) -> None:
-        from trainer.data.pcb_generator import CLASSES, PCBSpec, smallest_split
+        from trainer.data.pcb.generator import CLASSES, PCBSpec, smallest_split
 
         super().__init__(**kwargs)
         try:
@@ -321,7 +321,7 @@ class PCBDataModule(ImageFolderDataModule):
         return self.root / f"pcb-{self.spec.digest()}"
 
     def prepare_data(self) -> None:
-        from trainer.data.pcb_generator import generate_dataset
+        from trainer.data.pcb.generator import generate_dataset
 
         if not (self.dataset_root / "metadata.json").is_file():
             log.info("Generating circuit boards into %s", self.dataset_root)

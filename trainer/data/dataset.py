@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -63,6 +64,12 @@ def load_image(path: str | Path, size: Sequence[int], interpolation: str = "bili
         image = _decode_pil(path)
     mode = INTERPOLATION.get(interpolation, TF.InterpolationMode.BILINEAR)
     return TF.resize(image, list(size), interpolation=mode, antialias=True)
+
+
+def load_images(files: Sequence[Path], preprocessing: dict[str, Any]) -> Tensor:
+    """uint8 images (N, 3, H, W) resized exactly as the model was trained on them."""
+    size, mode = preprocessing["resize"], preprocessing.get("interpolation", "bilinear")
+    return torch.stack([load_image(f, size, mode) for f in files])
 
 
 class ImageSamples(Dataset):

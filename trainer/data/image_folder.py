@@ -193,3 +193,26 @@ def scan_image_folder(
         for split, classes in by_split.items()
     }
     return FolderSplits(root=root, class_names=class_names, splits=splits, stray_files=stray)
+
+
+def image_files(images: str | Path | list[str | Path], option: str = "images") -> list[Path]:
+    """Image files named by ``images``: files, folders (their images, sorted, recursively), or a
+    list of both; ``option`` names the setting in the one-line error."""
+    items = images if isinstance(images, list | tuple) else [images]
+    files: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
+            if not found:
+                raise DataError(
+                    f"{option}: folder '{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+                )
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{option}: '{path}' is neither an image file nor a folder")
+    return files

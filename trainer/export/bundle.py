@@ -30,19 +30,19 @@ import shutil
 import stat
 import sys
 import tempfile
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint import classifier_from_checkpoint, load_checkpoint
+from trainer.checkpoint.read import load_classifier
 from trainer.data.fingerprint import file_sha256
 from trainer.export import ExportError
 from trainer.utils.atomic import atomic_write, fsync_dir, fsync_file
+from trainer.utils.clock import now_utc
 
-HERE = Path(__file__).resolve().parent
-SCORE_TEMPLATE = HERE / "score_template.py"
-SERVER_TEMPLATE = HERE.parent / "serve" / "app.py"
+RUNTIME = Path(__file__).resolve().parent / "runtime"  # copied into every bundle as they are
+SCORE_FILE = RUNTIME / "score.py"
+SERVER_FILE = RUNTIME / "server.py"
 RUNTIME_PACKAGES = ["onnxruntime", "numpy", "pillow"]  # what score.py imports
 SERVER_PACKAGES = ["fastapi", "uvicorn", "python-multipart"]  # what server.py adds
 FORMAT = "trainer-bundle/1"
@@ -69,12 +69,6 @@ CMD ["python", "server.py", "--host", "0.0.0.0", "--port", "8000"]
 def default_out(ckpt_path: Path) -> Path:
     """``<ckpt folder>/<ckpt stem>_bundle``: beside the checkpoint, never over it."""
     return ckpt_path.parent / f"{ckpt_path.stem}_bundle"
-
-
-def load_model(ckpt: dict[str, Any], ckpt_path: Path) -> tuple[Any, dict[str, Any]]:
-    """The ``ImageClassifier`` of a checkpoint (read with weights_only), and its metadata."""
-    model = classifier_from_checkpoint(ckpt, ckpt_path)
-    return model, model.run_metadata
 
 
 def _load_module(path: Path) -> Any:
@@ -121,8 +115,8 @@ def write_files(
     export_program(module, size, folder / "model.pt2")
     schema = build_schema(meta, limits, info)
     atomic_write(folder / "schema.json", json.dumps(schema, indent=2) + "\n")
-    atomic_write(folder / "score.py", SCORE_TEMPLATE.read_bytes())
-    atomic_write(folder / "server.py", SERVER_TEMPLATE.read_bytes())
+    atomic_write(folder / "score.py", SCORE_FILE.read_bytes())
+    atomic_write(folder / "server.py", SERVER_FILE.read_bytes())
     atomic_write(folder / "requirements.txt", _requirements())
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     tag = meta["backbone"].replace("_", "-").lower()
@@ -141,7 +135,7 @@ def write_manifest(
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != "manifest.json")
     manifest = {
         "format": FORMAT,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": now_utc(),
         "checkpoint": {"path": str(ckpt_path.resolve()), "sha256": file_sha256(ckpt_path)},
         "backbone": meta["backbone"],
         "class_names": meta["class_names"],
@@ -219,10 +213,10 @@ def export_bundle(
     from trainer.export.schema import limits_from_contract
 
     ckpt_path = Path(ckpt_path).expanduser()
-    ckpt = load_checkpoint(ckpt_path)
+    model = load_classifier(ckpt_path)
+    meta = model.run_metadata
     out = Path(out).expanduser() if out else default_out(ckpt_path)
     _check_target(out, force)
-    model, meta = load_model(ckpt, ckpt_path)
     limits = limits_from_contract(meta.get("data_contract"), **limit_overrides)
     files = (
         image_files(images, parity_images) if images else dataset_test_files(meta, parity_images)

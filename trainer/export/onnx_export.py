@@ -4,7 +4,7 @@ The graph takes the resized uint8 images (N, 3, h, w) and does the normalisation
 the checkpoint's own mean and std buffers, exactly as ``ImageClassifier.normalize``. Why uint8
 and not normalised floats: the constants then live in one place (the graph) and a client cannot
 get them wrong; a uint8 batch is a quarter of the bytes; and the client's part (decode, resize
-to uint8) is integer work it can reproduce bit for bit (see ``score_template.resize_uint8``).
+to uint8) is integer work it can reproduce bit for bit (see ``trainer.export.runtime.score.resize_uint8``).
 The resize stays outside the graph: ONNX's antialiased Resize works on floats and would not
 round like training's uint8 kernel, and images of different sizes could not share a batch.
 """

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from trainer.data.dataset import load_image
-from trainer.data.image_folder import IMAGE_EXTENSIONS
 from trainer.export import ExportError
 
 ATOL = 1e-4
@@ -24,13 +23,11 @@ PIXEL_ATOL = 1  # grey levels; the resize port is bit-exact where torch uses its
 
 def image_files(folder: str | Path, limit: int) -> list[Path]:
     """Up to ``limit`` image files below ``folder``, spread evenly over the sorted list."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
+    from trainer.data.image_folder import image_files as files_in
+
+    if not Path(folder).expanduser().is_dir():
         raise ExportError(f"--images: '{folder}' is not a folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise ExportError(f"--images: '{folder}' holds no {', '.join(IMAGE_EXTENSIONS)} files")
-    return _spread(files, limit)
+    return _spread(files_in(folder, option="--images"), limit)
 
 
 def _spread(files: list[Path], limit: int) -> list[Path]:

@@ -73,7 +73,7 @@ class Limits:
 def limits_from_contract(contract: dict[str, Any] | None, **overrides: Any) -> Limits:
     """Limits from the checkpoint's data contract, then explicit ``overrides`` (None: unset).
 
-    The contract (``trainer.data.contract``) records the training split's image modes and the
+    The contract (``trainer.data.checks.contract``) records the training split's image modes and the
     range of widths and heights: a server then refuses a mode or a size the model never saw
     (a new camera, a grayscale feed). Formats stay all those the loader reads.
     """

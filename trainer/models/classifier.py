@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainer.metrics.split import MeanLoss, SplitMetrics
 from trainer.models.backbone import create_backbone, preprocessing_of
-from trainer.models.metrics import MeanLoss, SplitMetrics
 
 PER_CLASS_LOG_LIMIT = 32  # classes up to which each class's AUROC is logged every epoch
 

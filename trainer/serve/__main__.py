@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from trainer.errors import TrainerError
-from trainer.serve.app import BundleError, parser, serve
+from trainer.export.runtime.server import BundleError, parser, serve
 from trainer.utils.entry import run_reporting_errors
 
 

@@ -9,7 +9,7 @@ copy across file systems), are flushed and fsynced, and ``os.replace`` swaps it 
 folder is fsynced so that the rename itself survives a power cut. The file keeps the mode of the
 one it replaces; a new file gets what a plain ``open()`` would give (0o666 less the umask), where
 ``tempfile.mkstemp``'s 0o600 would stick to it. A failure at any point removes the temporary file
-and leaves the original as it was. Checkpoints (``trainer.checkpoint_io``), the operating point
+and leaves the original as it was. Checkpoints (``trainer.checkpoint.atomic_io``), the operating point
 written into the best checkpoint, model cards and bundle files all go through here.
 """
 
@@ -63,7 +63,7 @@ def _create_temp(path: Path) -> tuple[int, str]:
     Not ``tempfile.mkstemp``: it creates 0o600. ``os.open(..., 0o666)`` lets the kernel apply the
     umask (and a folder's default ACL) exactly as for any new file, without reading the
     process-wide umask (``os.umask`` can only be read by setting it, a race with other threads).
-    The ``.*.tmp`` name is what ``trainer.resume`` sweeps up after a kill.
+    The ``.*.tmp`` name is what ``trainer.checkpoint.resume`` sweeps up after a kill.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     for _ in range(100):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from trainer.utils.clock import now_utc
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -28,5 +29,5 @@ def lineage(repo: str | Path) -> dict[str, Any]:
         "git_commit": commit,
         "git_dirty": bool(status) if status is not None else None,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": now_utc(),
     }

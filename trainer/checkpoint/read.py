@@ -31,12 +31,21 @@ def load_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     return ckpt
 
 
+def metadata_of(
+    ckpt: dict[str, Any], path: str | Path, option: str = "ckpt_path", model: bool = False
+) -> dict[str, Any]:
+    """``ckpt["trainer_metadata"]``; a checkpoint without it was not written by this project
+    (a plain Lightning or timm file): one line naming ``option``. ``model``: it must also say
+    which network it holds (class names and backbone), to be rebuilt."""
+    meta = ckpt.get("trainer_metadata")
+    if not meta or (model and not (meta.get("class_names") and meta.get("backbone"))):
+        raise CheckpointError(f"{option}: '{path}' was not written by this project (no metadata)")
+    return meta
+
+
 def checkpoint_metadata(path: str | Path) -> dict[str, Any]:
     """What the checkpoint says about itself: classes, preprocessing, backbone, config, lineage."""
-    meta = load_checkpoint(path, mmap=True).get("trainer_metadata")
-    if not meta:
-        raise CheckpointError(f"ckpt_path: '{path}' was not written by this project (no metadata)")
-    return meta
+    return metadata_of(load_checkpoint(path, mmap=True), path)
 
 
 def check_classes(path: str | Path, trained: list[str], class_names: list[str]) -> None:
@@ -55,9 +64,7 @@ def check_resumable(
     that do not fit ``model`` (another backbone or size; Lightning would fail later with a long
     state-dict traceback). Reads the file once."""
     ckpt = load_checkpoint(path)
-    meta = ckpt.get("trainer_metadata")
-    if not meta:
-        raise CheckpointError(f"ckpt_path: '{path}' was not written by this project (no metadata)")
+    meta = metadata_of(ckpt, path)
     check_classes(path, meta["class_names"], class_names)
     theirs, ours = ckpt["state_dict"], model.state_dict()
     for key in [*ours, *(k for k in theirs if k not in ours)]:
@@ -80,9 +87,7 @@ def classifier_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:
     """
     from trainer.models.classifier import ImageClassifier
 
-    meta = ckpt.get("trainer_metadata") or {}
-    if not meta.get("class_names") or not meta.get("backbone"):
-        raise CheckpointError(f"ckpt_path: '{path}' was not written by this project (no metadata)")
+    meta = metadata_of(ckpt, path, model=True)
     hparams = ckpt.get("hyper_parameters") or {}
     model_cfg = (meta.get("config") or {}).get("model") or {}
     model = ImageClassifier(
@@ -103,6 +108,14 @@ def classifier_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:
         ) from err
     model.run_metadata = dict(meta)
     return model.eval()
+
+
+def load_classifier(path: str | Path) -> Any:
+    """The ``ImageClassifier`` of checkpoint ``path`` (read once, ``weights_only``), in eval mode
+    on the CPU, its metadata in ``model.run_metadata``: what evaluation, export, explanations and
+    the benchmarks load."""
+    path = Path(path).expanduser().resolve()
+    return classifier_from_checkpoint(load_checkpoint(path), path)
 
 
 def kept_model_metrics(trainer: Any) -> dict[str, float]:

@@ -11,7 +11,7 @@ A metric that is not a finite number (nan: e.g. the AUROC or recall of a class a
 split) is stored as JSON ``null``: JSON has no nan, and SQLite's json functions refuse the
 ``NaN`` Python writes. ``regressions`` never takes such a value as a best.
 
-    from trainer.history import RunHistory
+    from trainer.history.store import RunHistory
     rows = RunHistory("outputs/history.sqlite").runs(backbone="resnet18")
 """
 
@@ -26,11 +26,12 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError
+from trainer.utils.clock import stamp_utc
+from trainer.utils.jsonsafe import strict_json
 
 COLUMNS = {
     "run_id": "TEXT PRIMARY KEY",
@@ -55,24 +56,9 @@ JSON_COLUMNS = ("tags", "overrides", "metrics")
 RETRIES = 20
 
 
-def now_utc() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def new_run_id() -> str:
     """Sortable by time, unique across processes and nodes."""
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}"
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with every non-finite float (nan, inf) replaced by None, in dicts and lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
+    return f"{stamp_utc()}-{uuid.uuid4().hex[:8]}"
 
 
 def config_digest(config: Mapping[str, Any]) -> str:

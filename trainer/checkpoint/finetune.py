@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint import load_checkpoint
+from trainer.checkpoint.read import load_checkpoint, metadata_of
 from trainer.data.fingerprint import file_sha256
 from trainer.errors import CheckpointError, ConfigError, DataError
 
@@ -50,9 +50,7 @@ def load_parent(
     """
     path = Path(path).expanduser().resolve()
     ckpt = load_checkpoint(path)
-    meta = ckpt.get("trainer_metadata")
-    if not meta:
-        raise CheckpointError(f"finetune_from: '{path}' was not written by this project")
+    meta = metadata_of(ckpt, path, "finetune_from")
     backbone = meta.get("backbone")
     if backbone != model.hparams.backbone:
         raise CheckpointError(

@@ -15,20 +15,22 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.checkpoint import check_resumable, kept_model_metrics
-from trainer.checkpoint_io import with_atomic_io
-from trainer.data.contract import contract_before_training
-from trainer.distributed import (
+from trainer.checkpoint.atomic_io import with_atomic_io
+from trainer.checkpoint.finetune import check_finetune_options, load_parent
+from trainer.checkpoint.read import check_resumable, kept_model_metrics
+from trainer.checkpoint.resume import resolve_ckpt_path
+from trainer.data.checks.contract import contract_before_training
+from trainer.evaluation.final import finish_training
+from trainer.models.backbone import check_name
+from trainer.utils.device import default_precision, on_gpu
+from trainer.utils.distributed import (
     apply_batch_rule,
     check_freeze_under_ddp,
     env_rank_is_zero,
     fit_sync_batchnorm,
     quiet_other_ranks,
 )
-from trainer.evaluate import finish_training
-from trainer.finetune import check_finetune_options, load_parent
-from trainer.models.backbone import check_name
-from trainer.resume import resolve_ckpt_path
+from trainer.utils.instantiate import instantiate_group
 from trainer.utils.lineage import lineage
 from trainer.utils.loggers import tensorboard_logger
 from trainer.utils.rich_utils import console, print_config_tree, print_metrics_table
@@ -44,22 +46,6 @@ warnings.filterwarnings("ignore", message=".*No (positive|negative) samples in t
 # TensorBoard's graph is traced with torch.jit, which torch now calls deprecated.
 warnings.filterwarnings("ignore", message=".*torch.jit.trace(_method)?` is deprecated.*")
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)`? is deprecated.*")
-
-
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Instantiate every entry of a callbacks/logger group that has a ``_target_``."""
-    if not group:
-        return []
-    return [hydra.utils.instantiate(c) for c in group.values() if c and "_target_" in c]
-
-
-def on_gpu(accelerator: str) -> bool:
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-
-
-def default_precision(accelerator: str) -> str:
-    """bf16 mixed precision where the GPU supports it, full precision elsewhere."""
-    return "bf16-mixed" if on_gpu(accelerator) and torch.cuda.is_bf16_supported() else "32-true"
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> L.Trainer:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from trainer.models.auroc import BinaryAUROCOrNan, FastMulticlassAUROC
+from trainer.metrics.auroc import BinaryAUROCOrNan, FastMulticlassAUROC
 
 
 class SplitMetrics(nn.Module):

@@ -106,6 +106,26 @@ def evaluate_gate(gate: Mapping[str, Any] | None, metrics: Mapping[str, float]) 
     ]
 
 
+def apply_gate(
+    gate: Mapping[str, Any] | None, metrics: Mapping[str, float]
+) -> tuple[list[Check], str]:
+    """The checks of ``gate`` on ``metrics`` and the result the history records: off | passed |
+    failed (a gate naming an unknown metric raises here, before anything is written)."""
+    if not enabled(gate):
+        return [], "off"
+    checks = evaluate_gate(gate, metrics)
+    return checks, "passed" if all(c.passed for c in checks) else "failed"
+
+
+def print_checks(checks: Sequence[Check]) -> None:
+    """One line per bound, green or red."""
+    from trainer.utils.rich_utils import console
+
+    for check in checks:
+        color = "green" if check.passed else "red"
+        console.print(f"gate: [{color}]{check}[/{color}]", highlight=False, soft_wrap=True)
+
+
 def summary(checks: Sequence[Check]) -> dict[str, Any]:
     """What the run history and metrics.json record about the gate."""
     return {

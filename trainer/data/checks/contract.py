@@ -1,6 +1,6 @@
 """The data contract: what a model was trained on, written before training, read to check new data.
 
-``check_before_training`` runs the fast checks of ``trainer.data.validation`` on the splits the
+``check_before_training`` runs the fast checks of ``trainer.data.checks.validation`` on the splits the
 data module will load (every file read once: hash, decode, RGB statistics; no perceptual hash),
 applies ``data.validate`` (strict: failing findings stop the run; warn: they are logged; off:
 nothing runs and no contract is written) and returns the contract::
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from trainer.data.image_stats import FEATURES
-from trainer.data.policy import Policy
-from trainer.data.validation import Tree, ValidationReport, analyse, entries_of
+from trainer.data.checks.image_stats import FEATURES
+from trainer.data.checks.policy import Policy
+from trainer.data.checks.validation import Tree, ValidationReport, analyse, entries_of
 from trainer.errors import ConfigError, DataError
 from trainer.utils.atomic import atomic_write
 
@@ -149,7 +149,7 @@ def load_contract(source: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"--against: '{path}' does not exist")
     if path.suffix == ".ckpt":
-        from trainer.checkpoint import checkpoint_metadata
+        from trainer.checkpoint.read import checkpoint_metadata
 
         contract = checkpoint_metadata(path).get("data_contract")
         if not contract:
@@ -175,7 +175,7 @@ def contract_before_training(cfg: Any, datamodule: Any, fingerprint: str) -> dic
     """
     from omegaconf import OmegaConf
 
-    from trainer.distributed import env_rank_is_zero
+    from trainer.utils.distributed import env_rank_is_zero
 
     policy_cfg = cfg.get("validation")
     policy = Policy.from_config(

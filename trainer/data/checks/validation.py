@@ -2,11 +2,11 @@
 
 Usage::
 
-    from trainer.data.validation import validate_dataset
+    from trainer.data.checks.validation import validate_dataset
     report = validate_dataset("data/boards")          # a Policy decides what fails
     report.failed, [f.reason for f in report.findings]
 
-Each file is read once (``trainer.data.image_stats.inspect_file``); the findings are named with
+Each file is read once (``trainer.data.checks.image_stats.inspect_file``); the findings are named with
 the file's path and a one-line reason. The tree is walked here rather than through
 ``scan_image_folder``, which stops at the first empty class: a report must show them all.
 """
@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from trainer.data.checks.image_stats import EXPECTED_FORMAT, MODE_EFFECT, FileInfo, inspect_file
+from trainer.data.checks.policy import Policy
 from trainer.data.image_folder import (
     IMAGE_EXTENSIONS,
     SPLITS,
@@ -31,8 +33,6 @@ from trainer.data.image_folder import (
     _stratified_split,
     scan_image_folder,
 )
-from trainer.data.image_stats import EXPECTED_FORMAT, MODE_EFFECT, FileInfo, inspect_file
-from trainer.data.policy import Policy
 from trainer.errors import DataError
 
 

@@ -124,7 +124,7 @@ def write_worst_mistakes(
     """Write ``worst_mistakes.png`` and ``worst_mistakes.json`` to ``out_dir``; return the list.
 
     Args:
-        model: an ``ImageClassifier`` (e.g. ``trainer.explain.loading.load_classifier``).
+        model: an ``ImageClassifier`` (e.g. ``trainer.checkpoint.read.load_classifier``).
         dataset: ``(uint8 image, label)`` items at the model's input size (``ImageSamples``).
         out_dir: created when missing; only these two files are written.
         n: at most this many mistakes.

@@ -37,12 +37,13 @@ def default_samples(scan: FolderSplits, split: str, count: int) -> list[Sample]:
 
 def explain(cfg: dict[str, Any]) -> dict[str, Any]:
     """Write the pictures (and the pointing game) for ``cfg`` (configs/explain.yaml); a summary."""
-    from trainer.data.dataset import ImageSamples
-    from trainer.explain.loading import image_files, load_classifier, load_images
+    from trainer.checkpoint.read import load_classifier
+    from trainer.data.dataset import ImageSamples, load_images
+    from trainer.data.image_folder import image_files
+    from trainer.explain.mistakes import write_worst_mistakes
     from trainer.explain.pointing_game import boxed_images, boxes_by_path, input_box, pointing_game
     from trainer.explain.render import grid
     from trainer.explain.report import explain_images
-    from trainer.explain.worst_mistakes import write_worst_mistakes
 
     if cfg["split"] not in SPLITS:
         raise ConfigError(f"split: '{cfg['split']}' is not one of {', '.join(SPLITS)}")

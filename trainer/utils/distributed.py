@@ -57,11 +57,9 @@ def fit_sync_batchnorm(trainer_cfg: dict[str, Any]) -> dict[str, Any]:
     """Drop ``sync_batchnorm`` off the GPU: PyTorch's SyncBatchNorm only works with CUDA modules."""
     if not trainer_cfg.get("sync_batchnorm"):
         return trainer_cfg
-    import torch
+    from trainer.utils.device import on_gpu
 
-    accelerator = str(trainer_cfg.get("accelerator", "auto"))
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if not on_gpu:
+    if not on_gpu(str(trainer_cfg.get("accelerator", "auto"))):
         log.info("sync_batchnorm is GPU-only: batch norm keeps per-process statistics on the CPU")
         trainer_cfg = {**trainer_cfg, "sync_batchnorm": False}
     return trainer_cfg

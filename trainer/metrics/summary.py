@@ -1,6 +1,6 @@
 """Every number an evaluation reports, from torchmetrics, over one split's probabilities.
 
-The metrics the test step logs (``trainer.models.metrics.SplitMetrics``: ``acc``, ``f1``,
+The metrics the test step logs (``trainer.metrics.split.SplitMetrics``: ``acc``, ``f1``,
 ``auroc``, ``auroc_<class>``, ``auroc_pass_fail``) are computed by that same class here, so an
 evaluation of the best checkpoint repeats the numbers of the test step at the end of training.
 The rest adds what accuracy hides when most boards are good: balanced accuracy (macro recall),
@@ -36,7 +36,7 @@ from torchmetrics.classification import (
     MulticlassROC,
 )
 
-from trainer.models.metrics import SplitMetrics
+from trainer.metrics.split import SplitMetrics
 
 ECE_BINS = 15  # torchmetrics' default; the reliability diagram uses the same bins
 

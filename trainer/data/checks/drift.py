@@ -12,7 +12,7 @@ Two kinds of evidence, one verdict (``DriftReport.verdict``: "fits" or "retrain"
 
 Usage (evaluation, serving)::
 
-    from trainer.data.drift import check_batch
+    from trainer.data.checks.drift import check_batch
     report = check_batch(contract, [pil_image, uint8_array, ...])
     if not report.fits: ...
 """
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from trainer.data.image_stats import FEATURES, image_to_rgb, rgb_stats
-from trainer.data.policy import DriftSettings, Policy
-from trainer.data.validation import inspect_all, walk_tree
+from trainer.data.checks.image_stats import FEATURES, image_to_rgb, rgb_stats
+from trainer.data.checks.policy import DriftSettings, Policy
+from trainer.data.checks.validation import inspect_all, walk_tree
 
 TEST_NAME = "two-sample Kolmogorov-Smirnov per feature, Bonferroni-corrected"
 
@@ -161,7 +161,7 @@ def check_batch(
     """Check a batch of images (PIL images or uint8 arrays) against a contract.
 
     Args:
-        contract: from ``trainer.data.contract.load_contract`` or a checkpoint's metadata.
+        contract: from ``trainer.data.checks.contract.load_contract`` or a checkpoint's metadata.
         images: PIL images of any mode, or uint8 arrays (h, w), (h, w, 3), (h, w, 4).
         settings: the test's alpha and thresholds (default ``DriftSettings()``).
     """

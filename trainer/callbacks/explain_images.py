@@ -9,61 +9,16 @@ Tags: ``explain/gradcam`` (boards and heatmaps, defect boxes drawn when the data
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import lightning as L
 import torch
 
-from trainer.checkpoint import load_checkpoint
+from trainer.callbacks.common import best_weights, val_boxes, val_dataset
 from trainer.utils.loggers import tensorboard_writer
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def best_weights(trainer: L.Trainer, pl_module: L.LightningModule) -> Iterator[str]:
-    """Inside: ``pl_module`` holds the best checkpoint's weights (when there is one), in eval mode.
-
-    Yields which weights are in use ("best" or "last"); everything is restored on exit.
-    """
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
-    saved = None
-    was_training = pl_module.training
-    if best and Path(best).is_file():
-        saved = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
-        pl_module.load_state_dict(load_checkpoint(best)["state_dict"])
-    pl_module.eval()
-    try:
-        yield "best" if saved is not None else "last"
-    finally:
-        if saved is not None:
-            pl_module.load_state_dict(saved)
-        pl_module.train(was_training)
-
-
-def val_dataset(trainer: L.Trainer):  # noqa: ANN201 - ImageSamples or None
-    dm = trainer.datamodule
-    datasets = getattr(dm, "datasets", {}) if dm is not None else {}
-    dataset = datasets.get("val")
-    return dataset if dataset is not None and len(dataset) else None
-
-
-def val_boxes(trainer: L.Trainer, dataset, indices: list[int], preprocessing: dict) -> list:  # noqa: ANN001
-    """Defect boxes of the chosen validation images in input pixels (None where not known)."""
-    from trainer.explain.pointing_game import boxes_by_path, input_box
-
-    root = getattr(trainer.datamodule, "dataset_root", None)
-    samples = getattr(dataset, "samples", None)
-    if root is None or samples is None:
-        return [None] * len(indices)
-    known = boxes_by_path(root)
-    return [
-        input_box(samples[i].path, known.get(Path(samples[i].path).resolve()), preprocessing)
-        for i in indices
-    ]
 
 
 class ExplainImages(L.Callback):

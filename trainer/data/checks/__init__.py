@@ -1,0 +1,19 @@
+"""The data checks: every file scanned (``validation``) under a policy of what fails
+(``policy``), per-image statistics (``image_stats``), the data contract a checkpoint carries
+(``contract``) and the drift test of new images against it (``drift``). None of them modifies a
+file.
+"""
+
+from trainer._exports import lazy
+
+_EXPORTS = {
+    "validate_dataset": "validation",
+    "ValidationReport": "validation",
+    "Policy": "policy",
+    "load_contract": "contract",
+    "contract_before_training": "contract",
+    "write_contract": "contract",
+    "check_batch": "drift",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy(__name__, _EXPORTS)

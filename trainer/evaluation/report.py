@@ -1,0 +1,171 @@
+"""The evaluator: a model's figures on a split and its operating point, as one ``Report``, and the
+files a report is published as. ``eval.py`` (``trainer.tasks.evaluate``) and the end of training
+(``trainer.tasks.train``) both use it:
+
+    <run folder>/metrics.json            every metric, the confusion matrix, the operating point
+    <run folder>/figures/*.png           confusion matrix, ROC and PR curves, reliability diagram
+    <run folder>/tensorboard/            the same scalars and figures
+    <checkpoint folder>/model_card.md    regenerated (a card a person wrote is kept)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.data.image_folder import SPLITS
+from trainer.errors import ConfigError, DataError
+from trainer.evaluation import model_card, plots
+from trainer.evaluation.operating_point import choose_operating_point, rates_at
+from trainer.evaluation.predictions import label_map, split_logits
+from trainer.metrics.summary import ECE_BINS, Evaluation, compute_metrics, defect_scores
+from trainer.utils.atomic import atomic_write
+from trainer.utils.jsonsafe import strict_json
+
+__all__ = ["Report", "evaluate_model", "log_to", "write_card", "write_report"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Report:
+    """An evaluation's results as written to metrics.json."""
+
+    split: str
+    evaluation: Evaluation
+    class_names: list[str]
+    data: dict[str, Any]
+    operating_point: dict[str, Any] | None = None
+    op_test: dict[str, float] | None = None
+    figures: dict[str, Path] = field(default_factory=dict)  # the PNG files
+    figs: dict[str, Any] = field(default_factory=dict)  # the matplotlib Figures, for TensorBoard
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        out = dict(self.evaluation.scalars)
+        if self.op_test:
+            out[f"{self.split}/defect_recall_at_op"] = self.op_test["defect_recall"]
+            out[f"{self.split}/false_alarm_rate_at_op"] = self.op_test["false_alarm_rate"]
+        return out
+
+
+def evaluate_model(
+    model: Any,
+    datamodule: Any,
+    split: str,
+    good_class: str | None,
+    target_recall: float,
+    device: torch.device,
+    stored_op: Mapping[str, Any] | None = None,
+) -> Report:
+    """Metrics of ``split``, and the operating point (chosen on val, or ``stored_op``)."""
+    if split not in (*SPLITS, "all"):
+        raise ConfigError(f"split: '{split}' is not one of train, val, test, all")
+    classes = list(model.class_names)
+    labels = label_map(datamodule.class_names, classes, datamodule.dataset_root)
+    got = split_logits(model, datamodule, split, device, labels)
+    if got is None:
+        raise DataError(f"data.root: '{datamodule.dataset_root}' has no {split} images")
+    name = "test" if split == "all" else split
+    evaluation = compute_metrics(*got, classes, good_class, name)
+    # the digests of every training image are the checkpoint's business, not the report's
+    data = {k: v for k, v in datamodule.summary().items() if k != "trained_on_sha256_16"}
+    report = Report(name, evaluation, classes, data)
+    if good_class not in classes:
+        return report
+    good = classes.index(good_class)
+    if stored_op and float(stored_op.get("target_recall", -1)) == float(target_recall):
+        report.operating_point = {**stored_op, "source": "checkpoint"}
+    else:
+        val = split_logits(model, datamodule, "val", device, labels)
+        if val is None or not 0 < int((val[1] != good).sum()) < len(val[1]):
+            log.warning("No operating point: the val split needs good and defective images.")
+            return report
+        val_score = defect_scores(val[0].softmax(-1), good)
+        op = choose_operating_point(val_score, val[1] != good, target_recall, good_class)
+        report.operating_point = {**op, "source": "val split"}
+    score = defect_scores(evaluation.probs, good)
+    report.op_test = rates_at(score, evaluation.target != good, report.operating_point["threshold"])
+    return report
+
+
+def write_report(report: Report, out_dir: Path, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics.json and the PNG figures in ``out_dir``; returns what metrics.json holds."""
+    ev, split = report.evaluation, report.split
+    figs = {
+        "confusion_matrix": plots.confusion_matrix_figure(
+            ev.confusion, report.class_names, f"confusion matrix ({split})"
+        ),
+        "roc_pr": plots.roc_pr_figure(ev.curves, report.class_names, ev.scalars, split),
+        "reliability": plots.reliability_figure(
+            ev.probs, ev.target, ECE_BINS, ev.scalars[f"{split}/ece"]
+        ),
+    }
+    for name, fig in figs.items():
+        report.figures[name] = plots.save(fig, out_dir / "figures" / f"{name}.png")
+    op = report.operating_point
+    content = {
+        **extra,
+        "split": split,
+        "data": report.data,
+        "metrics": report.metrics,
+        "confusion_matrix": {
+            "classes": report.class_names,
+            "rows_true_columns_predicted": ev.confusion.tolist(),
+        },
+        "operating_point": {**op, split: report.op_test} if op else None,
+        "figures": {k: str(v) for k, v in report.figures.items()},
+    }
+    # nan (an AUROC with nothing to rank) as null: NaN is not JSON, and jq or a browser refuse it
+    atomic_write(out_dir / "metrics.json", json.dumps(strict_json(content), indent=2, default=str))
+    report.figs = figs
+    return content
+
+
+def log_to(loggers: list[Any], report: Report, scalars: bool = True) -> None:
+    """Scalars to every Lightning logger; figures to TensorBoard (and MLflow, as artifacts)."""
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
+
+    figs = report.figs
+    for logger in loggers:
+        if scalars:
+            logger.log_metrics(report.metrics, step=0)
+        if isinstance(logger, TensorBoardLogger):
+            for name, fig in figs.items():
+                logger.experiment.add_figure(f"{report.split}/{name}", fig, 0, close=False)
+        if isinstance(logger, MLFlowLogger):
+            for path in report.figures.values():
+                logger.experiment.log_artifact(logger.run_id, str(path), "figures")
+        logger.save()
+
+
+def write_card(
+    report: Report, meta: Mapping[str, Any], checkpoint: Path, digest: str, out_dir: Path
+) -> list[Path]:
+    """model_card.md next to the checkpoint and in ``out_dir`` (when they differ)."""
+    written = []
+    for folder in dict.fromkeys([checkpoint.parent, out_dir]):
+        card = folder / "model_card.md"
+        text = model_card.render(
+            dict(meta),
+            checkpoint,
+            report.metrics,
+            report.split,
+            report.data,
+            report.operating_point,
+            report.op_test,
+            model_card.relative_link(report.figures["confusion_matrix"], card),
+            digest,
+        )
+        path = model_card.write(card, text)
+        if path is None:
+            log.warning("Kept %s: it was not written by trainer.", card)
+        else:
+            written.append(path)
+    return written
