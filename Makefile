@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: help install train eval explain history test test-fast test-slurm lint format validate export serve tensorboard clean bench
+.PHONY: help install train eval explain history test test-fast test-slurm lint format validate dataset export serve tensorboard clean bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,8 +38,11 @@ format: install  ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-validate: install  ## python scripts/validate_data.py $(ARGS): check a dataset (README: Data contract)
+validate: install  ## python scripts/validate_data.py $(ARGS): check a dataset (ARGS="data.root=... [against=RUN]")
 	$(PY) scripts/validate_data.py $(ARGS)
+
+dataset: install  ## python scripts/make_pcb_dataset.py $(ARGS): the circuit boards ahead of training (ARGS="data.generator.num_train=...")
+	$(PY) scripts/make_pcb_dataset.py $(ARGS)
 
 export: install  ## python scripts/export.py ckpt_path=$(CKPT) $(ARGS): a deployment bundle
 	@test -n "$(CKPT)" || { echo "make export: give CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
@@ -56,11 +59,11 @@ explain: install  ## python scripts/explain.py ckpt_path=$(CKPT) $(ARGS): featur
 	@test -n "$(CKPT)" || { echo "make explain: give CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }
 	$(PY) scripts/explain.py ckpt_path=$(CKPT) $(ARGS)
 
-history: install  ## python scripts/history.py $(ARGS): the run history (list, compare, plot, regressions)
+history: install  ## python scripts/history.py $(ARGS): the run history (ARGS="command=list|compare|plot|regressions ...")
 	$(PY) scripts/history.py $(ARGS)
 
-bench: install  ## python scripts/benchmark.py $(ARGS): ours vs a raw PyTorch loop, input pipeline, time to accuracy
-	$(PY) scripts/benchmark.py $(ARGS)
+bench: install  ## python scripts/bench/benchmark.py $(ARGS): ours vs a raw PyTorch loop, input pipeline, time to accuracy
+	$(PY) scripts/bench/benchmark.py $(ARGS)
 
 tensorboard: install  ## TensorBoard over every run in outputs/ (http://127.0.0.1:6006)
 	$(VENV)/bin/tensorboard --logdir outputs --host 127.0.0.1 --port 6006

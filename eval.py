@@ -31,4 +31,6 @@ if __name__ == "__main__":
     from trainer.evaluation.gate import rewrite_gate_args
 
     sys.argv = rewrite_gate_args(sys.argv)  # gate.min.test/f1=0.95 -> 'gate.min={test/f1:0.95}'
-    main()
+    from trainer.utils.hydra_entry import hydra_entry
+
+    hydra_entry(main, "eval", __doc__)  # a typo in an override: one line, exit 2 (1 is the gate)

@@ -39,4 +39,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from trainer.utils.hydra_entry import hydra_entry
+
+    hydra_entry(main, "explain", __doc__)

@@ -66,7 +66,7 @@ def tiny_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
 @pytest.fixture(scope="session")
 def pcb_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny generated board set (64 px) shared by the tests that only read it."""
-    from trainer.data.pcb.generator import PCBSpec, generate_dataset
+    from trainer.data.pcb import PCBSpec, generate_dataset
 
     root = tmp_path_factory.mktemp("pcb") / "boards"
     spec = PCBSpec(image_size=64, num_train=48, num_val=16, num_test=16, seed=3)

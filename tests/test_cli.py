@@ -74,9 +74,9 @@ def test_debug_fast_from_the_command_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["scripts/recipe_sweep.py", "nope"], "unknown recipes ['nope']"),
-        (["scripts/recipe_sweep.py", "--parallel", "0"], "--parallel must be 1 or more"),
-        (["scripts/benchmark.py", "--gpu-parts", "ratoi"], "unknown parts ['ratoi']"),
+        (["scripts/studies/recipe_sweep.py", "nope"], "unknown recipes ['nope']"),
+        (["scripts/studies/recipe_sweep.py", "--parallel", "0"], "--parallel must be 1 or more"),
+        (["scripts/bench/benchmark.py", "--gpu-parts", "ratoi"], "unknown parts ['ratoi']"),
     ],
 )
 def test_benchmark_scripts_refuse_bad_options(args: list[str], needle: str) -> None:

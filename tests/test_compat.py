@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import compose_cfg
 from trainer.checkpoint.read import load_checkpoint
+from trainer.data.pcb import PCBSpec, generated_folder
 from trainer.export.bundle import export_bundle
 from trainer.tasks.evaluate import evaluate
 
@@ -40,7 +41,8 @@ def test_an_old_checkpoint_evaluates_to_its_figures(tmp_path: Path) -> None:
 
 def test_an_old_checkpoint_still_exports(tmp_path: Path) -> None:
     evaluate_fixture(tmp_path)  # generates the boards
-    images = next((tmp_path / "pcb").glob("pcb-*/test"))
+    generator = load_checkpoint(CKPT)["trainer_metadata"]["config"]["data"]["generator"]
+    images = generated_folder(tmp_path / "pcb", PCBSpec(**generator)) / "test"
     out = export_bundle(CKPT, out=tmp_path / "bundle", images=images, parity_images=8)
     manifest = json.loads((Path(out) / "manifest.json").read_text())
     assert manifest["parity"]["score.py"]["labels_identical"]

@@ -10,7 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from tests.conftest import CONFIGS, compose_cfg
+from tests.conftest import CONFIGS, TINY, TINY_BOARDS, compose_cfg
 
 
 def options(group: str) -> list[str]:
@@ -19,7 +19,7 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("group", ["data", "model", "trainer", "callbacks", "logger", "paths"])
 def test_every_option_composes(group: str, tmp_path: Path) -> None:
-    names = options(group) or ["default"]
+    names = [n for n in options(group) if n != "none"] or ["default"]  # none: its own tests
     for name in names:
         overrides = [f"{group}={name}"]
         if group == "data" and name == "folder":
@@ -27,6 +27,83 @@ def test_every_option_composes(group: str, tmp_path: Path) -> None:
         cfg = compose_cfg(overrides, tmp_path)
         OmegaConf.resolve(cfg)
         assert cfg[group] is not None, f"{group}={name} composed to nothing"
+
+
+# ----------------------------------------------------------------------------- callbacks
+# What configs/callbacks/default.yaml composed before it was split into one file per callback,
+# in this order (the order Lightning calls them in).
+CALLBACKS = [
+    "model_checkpoint",
+    "last_checkpoint",
+    "rng_state",
+    "early_stopping",
+    "stop_at_target",
+    "lr_monitor",
+    "backbone_freeze",
+    "weight_histograms",
+    "sample_images",
+    "explain_images",
+    "worst_mistakes",
+    "embedding_projector",
+    "rich_progress_bar",
+    "rich_model_summary",
+]
+
+
+def _built(cfg) -> list[str]:  # noqa: ANN001 - a DictConfig
+    from trainer.utils.instantiate import instantiate_group
+
+    return [type(c).__name__ for c in instantiate_group(cfg.get("callbacks"))]
+
+
+def test_default_callbacks_are_one_file_each(tmp_path: Path) -> None:
+    assert options("callbacks") == sorted([*CALLBACKS, "none"])
+    cfg = compose_cfg([], tmp_path)
+    assert list(cfg.callbacks) == CALLBACKS
+    assert all("_target_" in cfg.callbacks[name] for name in CALLBACKS)
+    for name in CALLBACKS:  # each file alone gives its callback alone, as default.yaml has it
+        alone = compose_cfg([f"callbacks={name}", "~experiment"], tmp_path)
+        assert list(alone.callbacks) == [name]
+        if name != "early_stopping":  # the default experiment changes its patience
+            assert alone.callbacks[name] == cfg.callbacks[name], name
+
+
+def test_every_callback_key_is_commented() -> None:
+    for path in sorted((CONFIGS / "callbacks").glob("*.yaml")):
+        for line in path.read_text().splitlines():
+            key = line.split("#", 1)[0]
+            if key.startswith("  ") and ":" in key and "_target_" not in key:
+                assert "#" in line, f"{path.name}: {line.strip()} has no comment"
+
+
+def test_a_subset_of_callbacks_composes_just_those(tmp_path: Path) -> None:
+    cfg = compose_cfg(["callbacks=[model_checkpoint,rng_state]", "~experiment"], tmp_path)
+    assert list(cfg.callbacks) == ["model_checkpoint", "rng_state"]
+    with_experiment = compose_cfg(["callbacks=[rng_state,early_stopping]"], tmp_path)
+    assert with_experiment.callbacks.early_stopping.patience == 4
+    assert _built(with_experiment) == ["RngState", "EarlyStopping"]
+    # the experiment's `callbacks.early_stopping.patience` lands even where the callback is not
+    # chosen: without a _target_ it builds nothing
+    assert _built(compose_cfg(["callbacks=[model_checkpoint,rng_state]"], tmp_path)) == [
+        "ModelCheckpoint",
+        "RngState",
+    ]
+
+
+def test_callbacks_none_composes_and_trains_without_callbacks(tmp_path: Path) -> None:
+    from trainer.tasks.train import train
+
+    assert dict(compose_cfg(["callbacks=none", "~experiment"], tmp_path).get("callbacks", {})) == {}
+    # TINY switches two callbacks off by name: with none there are no names to switch off
+    tiny = [o for o in TINY if not o.startswith("callbacks.")]
+    data = [*TINY_BOARDS, f"paths.data_dir={tmp_path / 'data'}"]
+    # no ModelCheckpoint at all, not even Lightning's own: no best checkpoint to test or report on
+    off = "+trainer.enable_checkpointing=false"
+    cfg = compose_cfg([*tiny, *data, "callbacks=none", off], tmp_path)
+    assert _built(cfg) == []
+    metrics = train(cfg)
+    assert 0 <= metrics["val/f1"] <= 1 and 0 <= metrics["test/acc"] <= 1, metrics
+    assert not list(Path(cfg.paths.output_dir).rglob("*.ckpt"))
 
 
 @pytest.mark.parametrize("debug", ["fast", "overfit", "limit"])

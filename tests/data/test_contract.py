@@ -21,7 +21,7 @@ from trainer.data.checks.contract import (
 from trainer.data.checks.drift import check_batch, check_dataset_against
 from trainer.data.checks.validation import analyse, walk_tree
 from trainer.data.datamodule import ImageFolderDataModule
-from trainer.data.pcb.generator import PCBSpec, generate_dataset
+from trainer.data.pcb import PCBSpec, generate_dataset
 from trainer.errors import ConfigError, DataError
 
 SEEDS = (1, 2, 3, 4, 5)
@@ -151,9 +151,7 @@ def test_contract_from_run_folder_json_and_checkpoint(contract: dict, tmp_path: 
 
 def test_cli_against_says_fits_or_retrain(contract: dict, cache: Path, tmp_path: Path) -> None:
     path = write_contract(contract, tmp_path / "run")
-    same = run_cli(
-        "--against", str(tmp_path / "run"), f"data.root={boards(cache, 2)}", tmp=tmp_path
-    )
+    same = run_cli(f"against={tmp_path / 'run'}", f"data.root={boards(cache, 2)}", tmp=tmp_path)
     assert same.returncode == 0, same.stdout[-2000:] + same.stderr[-2000:]
     assert "fits" in same.stdout and "classes without new images" not in same.stdout
     shifted = tmp_path / "shifted" / "good"
@@ -162,7 +160,7 @@ def test_cli_against_says_fits_or_retrain(contract: dict, cache: Path, tmp_path:
         img.save(shifted / f"{i}.png")
     report = tmp_path / "drift.json"
     other = run_cli(
-        f"--against={path}", f"data.root={shifted.parent}", f"report={report}", tmp=tmp_path
+        f"against={path}", f"data.root={shifted.parent}", f"report={report}", tmp=tmp_path
     )
     assert other.returncode == 1 and "Traceback" not in other.stdout + other.stderr
     assert "retrain" in other.stdout

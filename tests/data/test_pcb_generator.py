@@ -6,21 +6,22 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from trainer.data.pcb.generator import (
+from trainer.data.image_folder import SPLITS
+from trainer.data.pcb import (
     CLASSES,
-    SPLITS,
     PCBSpec,
-    _render,
     class_counts,
     generate_dataset,
+    generated_folder,
     render_board,
 )
+from trainer.data.pcb.render import _render
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = PCBSpec(image_size=48, num_train=14, num_val=6, num_test=5, good_fraction=0.4, seed=3)
@@ -145,12 +146,41 @@ def test_a_good_fraction_that_empties_a_class_is_refused(gf: float, tmp_path: Pa
     assert "\n" not in str(err.value)
 
 
+def _make(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    script = str(REPO / "scripts/make_pcb_dataset.py")
+    return subprocess.run(
+        [sys.executable, script, *overrides], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_cli_bad_argument_exits_2(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(REPO / "scripts/make_pcb_dataset.py"), "--out", str(tmp_path / "d")]
-    proc = subprocess.run([*cmd, "--good-fraction", "2"], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert len(proc.stderr.strip().splitlines()) == 1 and "good_fraction" in proc.stderr
-    assert not (tmp_path / "d").exists()
+    for bad, needle in [
+        (["data.generator.good_fraction=2"], "good_fraction"),
+        (["data.generator.num_tran=8"], "num_tran"),
+        (["--num-train", "8"], "unrecognized arguments: --num-train"),
+        (["workers=0"], "workers: '0'"),
+    ]:
+        proc = _make(f"out={tmp_path / 'd'}", *bad, cwd=tmp_path)
+        assert proc.returncode == 2, (bad, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing generated, no run folder, no log file
+
+
+def test_cli_generates_where_data_pcb_finds_it(tmp_path: Path) -> None:
+    sizes = [f"data.generator.{k}={v}" for k, v in asdict(TINY).items()]
+    proc = _make(f"paths.data_dir={tmp_path / 'data'}", "progress=false", *sizes, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    root = generated_folder(tmp_path / "data" / "pcb", TINY)  # data=pcb's root: data_dir/pcb
+    assert f"PCB dataset {TINY.digest()}" in proc.stdout
+    meta = json.loads((root / "metadata.json").read_text())
+    assert meta["digest"] == TINY.digest() and len(meta["images"]) == 25
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    again = _make(f"out={root}", *sizes, cwd=tmp_path)  # the same set: reused, not refused
+    assert again.returncode == 0, again.stderr
+    other = [s.replace("seed=3", "seed=4") for s in sizes]  # TINY's seed is 3
+    taken = _make(f"out={root}", *other, cwd=tmp_path)  # another set: never written into this one
+    assert taken.returncode == 2 and "is not the PCB dataset" in taken.stderr
 
 
 @pytest.mark.parametrize("label", CLASSES[1:])

@@ -18,7 +18,7 @@ from tests.conftest import CONFIGS, ROOT
 from tests.data.validation_fixtures import BAD_CASES, make_bad_tree
 from trainer.data.checks.policy import DriftSettings, Policy
 from trainer.data.checks.validation import near_duplicate_pairs, validate_dataset
-from trainer.data.pcb.generator import render_board
+from trainer.data.pcb import render_board
 from trainer.errors import ConfigError, DataError
 
 
@@ -199,9 +199,27 @@ def test_cli_usage_errors_are_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "nope' does not exist" in result.stderr
     (tmp_path / "a").mkdir()
-    result = run_cli("--against", str(tmp_path / "no.ckpt"), f"data.root={tmp_path}", tmp=tmp_path)
+    result = run_cli(f"against={tmp_path / 'no.ckpt'}", f"data.root={tmp_path}", tmp=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "--against" in result.stderr and "no.ckpt" in result.stderr
+    assert "against: '" in result.stderr and "no.ckpt' does not exist" in result.stderr
+    for bad, needle in [
+        (["data=folder"], "data.root: required"),
+        (["data=nope"], "Could not find 'data/nope'"),
+        (["data.root=/x", "max_rowz=3"], "max_rowz"),  # a typo: 2, never "a finding fails" (1)
+        (["--against", str(tmp_path)], "unrecognized arguments: --against"),
+    ]:
+        result = run_cli(*bad, tmp=tmp_path)
+        assert result.returncode == 2, (bad, result.stdout[-2000:], result.stderr)
+        assert needle in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_cli_passes_generated_boards(pcb_root: Path, tmp_path: Path) -> None:
+    result = run_cli("data=folder", f"data.root={pcb_root}", "perceptual=false", tmp=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "PASSED" in result.stdout and "Traceback" not in result.stderr
+    (report,) = (tmp_path / "logs" / "validate" / "runs").glob("*/validation_report.json")
+    assert json.loads(report.read_text())["passed"] is True
 
 
 def test_a_process_pool_gives_the_same_report(pcb_root: Path) -> None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
+import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from scripts import history as cli
+from tests.conftest import ROOT, compose_cfg
+from trainer.errors import ConfigError
+from trainer.history.commands import run_command
 from trainer.history.store import RunHistory, regressions
 
 
@@ -112,18 +118,81 @@ def test_filters(db: Path) -> None:
     assert [r["run_id"] for r in history.runs(experiment="pcb_defect")] == ["r0"]
 
 
-def test_cli_list_compare_plot_regressions(db: Path, tmp_path: Path, capsys) -> None:
-    assert cli.main(["--db", str(db), "list", "--backbone", "resnet18"]) == 0
+def _history_cfg(tmp_path: Path, *overrides: str):
+    """configs/history.yaml as the script composes it, with ``overrides``."""
+    return compose_cfg(list(overrides), tmp_path, config_name="history")
+
+
+def test_commands_list_compare_plot_regressions(db: Path, tmp_path: Path, capsys) -> None:
+    def run(*overrides: str) -> int:
+        return run_command(_history_cfg(tmp_path, f"db={db}", *overrides))
+
+    assert run("command=list", "backbone=resnet18") == 0
     out = capsys.readouterr().out
     assert "r0" in out and "r2" in out and "r1" not in out
-    assert cli.main(["--db", str(db), "compare", "r0", "r1"]) == 0
+    assert run("command=list", "tag=dev", "metrics=[test/f1]") == 0
+    out = capsys.readouterr().out
+    assert "r1" in out and "r0" not in out and "test/f1" in out and "test/ece" not in out
+    assert run("command=compare", "runs=[r0,r1]") == 0
     assert "-0.1000" in capsys.readouterr().out
     png = tmp_path / "f1.png"
-    assert cli.main(["--db", str(db), "plot", "test/f1", "--out", str(png)]) == 0
+    assert run("command=plot", "metric=test/f1", f"out={png}") == 0
     assert png.stat().st_size > 5000
-    assert cli.main(["--db", str(db), "regressions", "--metric", "test/f1"]) == 1
+    assert run("command=regressions", "metric=test/f1") == 1
     assert "r1" in capsys.readouterr().out
-    assert cli.main(["--db", str(tmp_path / "none.sqlite")]) == 2
+    assert run("command=regressions", "metric=test/f1", "margin=0.2") == 0
+    assert run("command=regressions", "fingerprint=bb") == 0  # r2 alone: nothing to regress from
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["command=compare", "runs=[r0]"], "runs: give two run ids"),
+        (["command=compare", "runs=[r0,nope]"], "runs: no single run matches 'nope'"),
+        (["command=plot", "metric=test/nope"], "metric: no run in"),
+        (["command=nope"], "command: 'nope' is not one of list, compare, plot, regressions"),
+    ],
+)
+def test_commands_refuse_bad_input(db: Path, tmp_path: Path, overrides, needle: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(needle)):
+        run_command(_history_cfg(tmp_path, f"db={db}", *overrides))
+    with pytest.raises(ConfigError, match="^db: the history database .* does not exist"):
+        run_command(_history_cfg(tmp_path, f"db={tmp_path / 'none.sqlite'}"))
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "history.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_script_exit_codes_and_one_line_errors(db: Path, tmp_path: Path) -> None:
+    """0 done, 1 a regression found, 2 bad input in one line; no run folder, no log file."""
+    work = tmp_path / "work"
+    work.mkdir()
+    listed = run_script(f"db={db}", "backbone=resnet18", cwd=work)
+    assert listed.returncode == 0, listed.stderr
+    assert "r0" in listed.stdout and "r1" not in listed.stdout
+    found = run_script(f"db={db}", "command=regressions", "metric=test/f1", cwd=work)
+    assert found.returncode == 1 and "r1" in found.stdout, found.stderr
+    for bad, needle in [
+        ([f"db={db}", "metrc=test/f1"], "metrc"),  # a typo is bad input, not "a regression"
+        ([f"db={db}", "--metric", "test/f1"], "unrecognized arguments: --metric"),
+        ([f"db={tmp_path / 'none.sqlite'}"], "none.sqlite' does not exist"),
+        ([f"db={db}", "command=compare", "runs=[r0,zz]"], "no single run matches 'zz'"),
+    ]:
+        result = run_script(*bad, cwd=work)
+        assert result.returncode == 2, (bad, result.stdout, result.stderr)
+        assert needle in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert list(work.iterdir()) == []  # read only: no outputs/, .hydra/ or history.log
 
 
 def test_every_train_run_is_recorded(tiny_cfg) -> None:
@@ -158,7 +227,7 @@ def test_mlflow_logger(tiny_cfg, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(mlflow_logger, "mlflow_available", lambda: False)
     with pytest.raises(Exception) as info:  # Hydra wraps it; the entry point prints one line
         hydra.utils.instantiate(cfg.logger.mlflow)
-    assert "pip install 'trainer[mlflow]'" in user_error_message(info.value)
+    assert "pip install 'inspection-trainer[mlflow]'" in user_error_message(info.value)
     monkeypatch.undo()
     if not mlflow_logger.mlflow_available():
         pytest.skip("mlflow is not installed")

@@ -7,7 +7,10 @@ import copy
 import hashlib
 import importlib.util
 import json
+import os
 import pickle
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -21,9 +24,10 @@ import torch
 from tests.export.fixtures import LIMITS, split_images
 from trainer.checkpoint.read import load_classifier
 from trainer.data.dataset import load_image
+from trainer.errors import ConfigError
 from trainer.export import ExportError
 from trainer.export.bundle import export_bundle
-from trainer.export.schema import operating_point_from, subschema
+from trainer.export.schema import ANY_SIDE, operating_point_from, subschema
 
 FILES = {
     "model.onnx",
@@ -206,25 +210,86 @@ def test_parity_refuses_pass_fail_decisions_that_differ(checkpoint: Path) -> Non
         check_parity(model, Scorer(1e-6), files)  # 100 times below atol
 
 
-def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path, capsys) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "export_cli", Path(__file__).parents[2] / "scripts" / "export.py"
+def run_export(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    script = str(Path(__file__).parents[2] / "scripts" / "export.py")
+    return subprocess.run(
+        [sys.executable, script, *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    from trainer.utils.entry import run_reporting_errors
 
-    with pytest.raises(SystemExit) as exit_:
-        run_reporting_errors(cli.main, [f"ckpt_path={tmp_path / 'none.ckpt'}"])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "none.ckpt" in err and "does not exist" in err and "Traceback" not in err
-    with pytest.raises(SystemExit):
-        run_reporting_errors(cli.main, ["ckpt_path=x", "--bogus"])
-    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        run_reporting_errors(cli.main, [])
-    assert "ckpt_path" in capsys.readouterr().err
+
+def test_cli_reports_a_missing_checkpoint_in_one_line(tmp_path: Path) -> None:
+    for bad, needles in [
+        ([f"ckpt_path={tmp_path / 'none.ckpt'}"], ["none.ckpt", "does not exist"]),
+        (["ckpt_path=x", "--bogus"], ["unrecognized arguments: --bogus"]),
+        (["ckpt_path=x", "bogus=1"], ["bogus"]),
+        (["ckpt_path=x", "max_images=many"], ["max_images: 'many' is not a positive integer"]),
+        ([], ["ckpt_path: required"]),
+    ]:
+        result = run_export(*bad, cwd=tmp_path)
+        assert result.returncode == 2, (bad, result.stderr)
+        assert all(n in result.stderr for n in needles) and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert list(tmp_path.iterdir()) == []  # no run folder, no log file
+
+
+def test_cli_writes_a_bundle(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    images = split_images(checkpoint.parents[2])[0].parent
+    result = run_export(
+        f"ckpt_path={checkpoint}",
+        f"out={out}",
+        f"images={images}",
+        "parity_images=4",
+        "max_images=3",
+        "any_size=true",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Bundle: {out}" in result.stdout and "python -m trainer.serve" in result.stdout
+    limits = json.loads((out / "schema.json").read_text())["x-limits"]
+    assert limits["max_images"] == 3 and limits["width"] == limits["height"] == ANY_SIDE
+    assert json.loads((out / "manifest.json").read_text())["parity"]["images"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # the bundle, nothing else
+
+
+def test_every_config_key_reaches_export_bundle(tmp_path: Path, monkeypatch) -> None:
+    from tests.conftest import compose_cfg
+    from trainer.export import bundle
+    from trainer.tasks.export import export
+
+    seen: dict = {}
+    monkeypatch.setattr(bundle, "export_bundle", lambda ckpt, **kw: seen.update(kw, ckpt=ckpt))
+    keys = ["out=o", "images=i", "force=true", "parity_images=5", "max_images=3"]
+    keys += ["max_bytes=1000", "max_pixels=400", "any_size=true"]
+    export(compose_cfg(["ckpt_path=c.ckpt", *keys], tmp_path, config_name="export"))
+    assert seen == {
+        "ckpt": "c.ckpt",
+        "out": "o",
+        "images": "i",
+        "force": True,
+        "parity_images": 5,
+        "max_images": 3,
+        "max_bytes": 1000,
+        "max_pixels": 400,
+        "width": ANY_SIDE,
+        "height": ANY_SIDE,
+    }
+    export(compose_cfg(["ckpt_path=c.ckpt"], tmp_path, config_name="export"))
+    assert (seen["force"], seen["parity_images"], seen["max_images"], seen["width"]) == (
+        False,
+        32,
+        None,
+        None,
+    )
+    with pytest.raises(ConfigError, match="^force: 'yes' is not true or false"):
+        export(compose_cfg(["ckpt_path=c.ckpt", "force=yes"], tmp_path, config_name="export"))
 
 
 def test_score_py_refuses_a_model_that_differs_from_the_manifest(bundle: Path, tmp_path) -> None:

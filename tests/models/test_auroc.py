@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchmetrics.classification import MulticlassAUROC
 
-from trainer.metrics.auroc import FastMulticlassAUROC, per_class_auroc
 from trainer.metrics import auroc as auroc_module
+from trainer.metrics.auroc import FastMulticlassAUROC, per_class_auroc
 
 
 def _scores(rows: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

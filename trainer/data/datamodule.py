@@ -16,7 +16,8 @@ from torchvision.transforms import v2
 
 from trainer.data.dataset import ImageSamples
 from trainer.data.fingerprint import DIGEST_PREFIX, dataset_fingerprint, file_sha256
-from trainer.data.image_folder import FolderSplits, scan_image_folder
+from trainer.data.image_folder import SPLITS, FolderSplits, scan_image_folder
+from trainer.data.pcb.spec import CLASSES, PCBSpec, generated_folder, smallest_split
 from trainer.data.sampler import EpochShuffle, FitLoader, fit_position, loader_generator
 from trainer.errors import ConfigError, DataError
 
@@ -185,7 +186,7 @@ class ImageFolderDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
-            stage or "", ("train", "val", "test")
+            stage or "", SPLITS
         )
         for split in wanted:
             if split not in self.datasets and self.scan.splits.get(split):
@@ -291,8 +292,6 @@ class PCBDataModule(ImageFolderDataModule):
     """
 
     def __init__(self, generator: dict[str, Any], **kwargs: Any) -> None:
-        from trainer.data.pcb.generator import CLASSES, PCBSpec, smallest_split
-
         super().__init__(**kwargs)
         try:
             self.spec = PCBSpec(**dict(generator))
@@ -318,10 +317,10 @@ class PCBDataModule(ImageFolderDataModule):
 
     @property
     def dataset_root(self) -> Path:
-        return self.root / f"pcb-{self.spec.digest()}"
+        return generated_folder(self.root, self.spec)
 
     def prepare_data(self) -> None:
-        from trainer.data.pcb.generator import generate_dataset
+        from trainer.data.pcb.write import generate_dataset
 
         if not (self.dataset_root / "metadata.json").is_file():
             log.info("Generating circuit boards into %s", self.dataset_root)

@@ -6,7 +6,7 @@ stride feature map is 16 px wide, and the box edges are rounded outwards by the 
 The score is hits / correctly classified defect images. Chance is what a uniformly random point
 would score: the widened box's share of the image, averaged over the same images.
 
-Boxes come from ``metadata.json`` of a generated set (``trainer/data/pcb/generator.py``):
+Boxes come from ``metadata.json`` of a generated set (``trainer/data/pcb/``):
 ``[x0, y0, x1, y1]`` in the original image's pixels, x1/y1 exclusive; the model sees a square
 resize of the whole image, so boxes are scaled by input size / original size.
 """

@@ -14,6 +14,11 @@ class ExportError(TrainerError):
     """A bundle cannot be written as asked (existing folder, failed parity, bad option)."""
 
 
-_EXPORTS = {"export_bundle": "bundle", "check_parity": "parity", "export_onnx": "onnx_export"}
+_EXPORTS = {
+    "export_bundle": "bundle",
+    "check_parity": "parity",
+    "export_onnx": "onnx_export",
+    "FORMATS": "formats",
+}
 __all__ = ["ExportError", *_EXPORTS]
 __getattr__, __dir__ = lazy(__name__, _EXPORTS)

@@ -6,6 +6,7 @@
 The bundle folder::
 
     model.onnx        uint8 (batch, 3, h, w) -> logits, probabilities; opset 20, one file
+                      (this and model.pt2: the rows of trainer.export.formats.FORMATS)
     model.pt2         the same module as a torch.export program (torch.export.load)
     schema.json       JSON Schema of request, response and errors; x-model, x-limits
     score.py          init() / run(request): onnxruntime, numpy, Pillow only
@@ -23,7 +24,6 @@ the move cannot leave empty files in a bundle that looks complete).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import secrets
 import shutil
@@ -71,13 +71,6 @@ def default_out(ckpt_path: Path) -> Path:
     return ckpt_path.parent / f"{ckpt_path.stem}_bundle"
 
 
-def _load_module(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(f"bundle_score_{id(path)}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _requirements() -> str:
     lines = ["# score.py"]
     lines += [f"{p}=={metadata.version(p)}" for p in RUNTIME_PACKAGES]
@@ -97,7 +90,7 @@ def _check_target(out: Path, force: bool) -> None:
     if not out.exists():
         return
     if not force:
-        raise ExportError(f"out: '{out}' already exists; give another out=DIR or --force")
+        raise ExportError(f"out: '{out}' already exists; give another out=DIR or force=true")
     if not (out / "manifest.json").is_file():
         raise ExportError(f"out: '{out}' exists and is not a bundle; refusing to replace it")
 
@@ -106,13 +99,16 @@ def write_files(
     folder: Path, model: Any, meta: dict[str, Any], limits: Any, ckpt_path: Path
 ) -> dict[str, Any]:
     """Everything but the manifest; returns the ONNX model's description."""
-    from trainer.export.onnx_export import deployable, export_onnx, export_program
+    from trainer.export import onnx_export
+    from trainer.export.formats import FORMATS
     from trainer.export.schema import build_schema
 
     size = list(meta["preprocessing"]["resize"])
-    module = deployable(model)
-    info = export_onnx(module, size, folder / "model.onnx")
-    export_program(module, size, folder / "model.pt2")
+    module = onnx_export.deployable(model)
+    written = {
+        f.name: getattr(onnx_export, f.writer)(module, size, folder / f.file) for f in FORMATS
+    }
+    info = written["onnx"]  # the served graph: its inputs and outputs go into the schema
     schema = build_schema(meta, limits, info)
     atomic_write(folder / "schema.json", json.dumps(schema, indent=2) + "\n")
     atomic_write(folder / "score.py", SCORE_FILE.read_bytes())
@@ -158,7 +154,7 @@ def write_manifest(
 
 def _temp_folder(out: Path) -> Path:
     """A new empty folder beside ``out``, with the mode a plain ``mkdir`` gives (or the old
-    bundle's, with ``--force``): ``tempfile.mkdtemp``'s 0700 would stick to the bundle."""
+    bundle's, with ``force=true``): ``tempfile.mkdtemp``'s 0700 would stick to the bundle."""
     for _ in range(100):
         tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
         try:
@@ -172,7 +168,7 @@ def _temp_folder(out: Path) -> Path:
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an old bundle there (``--force``) goes only once the new one is in.
+    """Rename ``tmp`` to ``out``; an old bundle there (``force=true``) goes only once the new one is in.
 
     Every file (model.onnx and model.pt2 too, which their exporters wrote) and the folder are
     synced first, and the parent after the rename, so the move is durable and complete.
@@ -228,7 +224,9 @@ def export_bundle(
         info = write_files(tmp, model, meta, limits, ckpt_path)
         import torch
 
-        scorer = _load_module(tmp / "score.py").Model(tmp)
+        from trainer.export.runtime.server import load_score  # the server's own loader
+
+        scorer = load_score(tmp).Model(tmp)
         program = torch.export.load(str(tmp / "model.pt2")).module()
         parity = check_parity(model, scorer, files, program=program)
         write_manifest(tmp, meta, ckpt_path, info, parity)

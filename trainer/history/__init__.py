@@ -11,6 +11,8 @@ _EXPORTS = {
     "config_digest": "store",
     "new_run_id": "store",
     "remember": "record",
+    "run_command": "commands",
+    "COMMANDS": "commands",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy(__name__, _EXPORTS)

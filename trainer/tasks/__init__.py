@@ -5,4 +5,4 @@ entries over them. (The modules, not their functions, are the public names here:
 named like its module would shadow it.)
 """
 
-__all__ = ["evaluate", "explain", "train"]
+__all__ = ["evaluate", "explain", "export", "train", "validate"]

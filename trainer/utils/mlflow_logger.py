@@ -16,7 +16,7 @@ def mlflow_logger(**kwargs: Any) -> Any:
     """``lightning.pytorch.loggers.MLFlowLogger(**kwargs)``; ConfigError when mlflow is missing."""
     if not mlflow_available():
         raise ConfigError(
-            "logger=mlflow: the mlflow package is not installed; pip install 'trainer[mlflow]' "
+            "logger=mlflow: the mlflow package is not installed; pip install 'inspection-trainer[mlflow]' "
             "(or choose logger=tensorboard or logger=csv)"
         )
     from lightning.pytorch.loggers import MLFlowLogger

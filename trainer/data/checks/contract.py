@@ -142,28 +142,28 @@ def load_contract(source: str | Path) -> dict[str, Any]:
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
             raise DataError(
-                f"--against: folder '{path}' holds no {CONTRACT_FILE}; give a run folder of a "
+                f"against: folder '{path}' holds no {CONTRACT_FILE}; give a run folder of a "
                 "training with data.validate=warn|strict, a checkpoint or a contract file"
             )
         path = found
     if not path.is_file():
-        raise DataError(f"--against: '{path}' does not exist")
+        raise DataError(f"against: '{path}' does not exist")
     if path.suffix == ".ckpt":
         from trainer.checkpoint.read import checkpoint_metadata
 
         contract = checkpoint_metadata(path).get("data_contract")
         if not contract:
             raise DataError(
-                f"--against: checkpoint '{path}' holds no data contract (trained with "
+                f"against: checkpoint '{path}' holds no data contract (trained with "
                 "data.validate=off or before contracts existed)"
             )
         return contract
     try:
         contract = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise DataError(f"--against: '{path}' is not a JSON contract ({err})") from err
+        raise DataError(f"against: '{path}' is not a JSON contract ({err})") from err
     if not isinstance(contract, dict) or "reference" not in contract:
-        raise DataError(f"--against: '{path}' is not a data contract (no 'reference' key)")
+        raise DataError(f"against: '{path}' is not a data contract (no 'reference' key)")
     return contract
 
 

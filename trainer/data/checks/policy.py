@@ -1,33 +1,37 @@
 """Settings of the data checks: which findings fail, the thresholds, and the drift test.
 
-The defaults here are those of ``configs/validation/default.yaml`` (a test keeps them equal), so
-``train.py`` applies the same policy without composing that group.
+The values live in one place, ``configs/validation/default.yaml`` (each key commented there):
+the dataclasses below name the fields and read their defaults from that file, so ``train.py``,
+``scripts/validate_data.py`` and library calls (``Policy()``) apply the same policy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError
 
 SEVERITIES = ("fail", "warn", "off")
+DEFAULTS_FILE = Path(__file__).resolve().parents[3] / "configs" / "validation" / "default.yaml"
 
-DEFAULT_SEVERITY = {
-    "unreadable": "fail",  # zero-byte, truncated, corrupt, not an image
-    "leakage": "fail",  # the same content, or a near copy (full scan), in two splits
-    "empty_class": "fail",  # a class folder without images (the loader refuses it)
-    "layout": "fail",  # the tree cannot be split as configured
-    "type_mismatch": "warn",  # content is another image type than the extension says
-    "mode": "warn",  # not RGB: what the loader's RGB conversion does to it
-    "size_outlier": "warn",  # size or aspect ratio far from the median
-    "size_spread": "warn",  # the largest image side is many times the smallest
-    "duplicate": "warn",  # the same content twice within one split
-    "near_duplicate": "warn",  # perceptual hashes within near_duplicate_bits, in one split
-    "imbalance": "warn",  # largest / smallest class in train above max_imbalance
-    "stray_file": "warn",  # a file without an image extension in a class folder
-}
+
+def _defaults() -> dict[str, Any]:
+    import yaml
+
+    try:
+        return yaml.safe_load(DEFAULTS_FILE.read_text())
+    except OSError as err:
+        raise ConfigError(
+            f"validation: '{DEFAULTS_FILE}' is missing; the data checks read their defaults "
+            "from the repository's configs/ (run from a clone of the project)"
+        ) from err
+
+
+DEFAULTS = _defaults()
+DEFAULT_SEVERITY: dict[str, str] = dict(DEFAULTS["severity"])  # check -> fail | warn | off
 
 
 @dataclass
@@ -41,10 +45,10 @@ class DriftSettings:
         reference_size: per-image features of at most this many training images are kept.
     """
 
-    alpha: float = 0.01
-    min_statistic: float = 0.1
-    min_images: int = 20
-    reference_size: int = 1000
+    alpha: float = DEFAULTS["drift"]["alpha"]
+    min_statistic: float = DEFAULTS["drift"]["min_statistic"]
+    min_images: int = DEFAULTS["drift"]["min_images"]
+    reference_size: int = DEFAULTS["drift"]["reference_size"]
 
 
 @dataclass
@@ -65,12 +69,12 @@ class Policy:
     """
 
     severity: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_SEVERITY))
-    max_imbalance: float = 10.0
-    max_size_spread: float = 2.0
-    outlier_area_ratio: float = 4.0
-    outlier_aspect_ratio: float = 1.25
-    near_duplicate_bits: int | None = 10
-    workers: int | str = "auto"
+    max_imbalance: float = DEFAULTS["max_imbalance"]
+    max_size_spread: float = DEFAULTS["max_size_spread"]
+    outlier_area_ratio: float = DEFAULTS["outlier_area_ratio"]
+    outlier_aspect_ratio: float = DEFAULTS["outlier_aspect_ratio"]
+    near_duplicate_bits: int | None = DEFAULTS["near_duplicate_bits"]
+    workers: int | str = DEFAULTS["workers"]
     drift: DriftSettings = field(default_factory=DriftSettings)
 
     def level(self, check: str) -> str:

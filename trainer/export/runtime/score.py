@@ -359,7 +359,7 @@ class Model:
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
-    """ONNX Runtime settings measured fastest for batch-1 CPU scoring (scripts/bench_serve.py).
+    """ONNX Runtime settings measured fastest for batch-1 CPU scoring (scripts/bench/bench_serve.py).
 
     Full graph optimisation; one intra-op thread per session by default (``SCORE_THREADS``
     changes it): a server runs as many requests at once as there are cores, and on a shared

@@ -122,6 +122,7 @@ def load_score(bundle_dir: Path) -> ModuleType:
 
 
 def file_sha256(path: Path) -> str:
+    # not trainer.data.fingerprint's: a bundle runs without the package
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):

@@ -5,7 +5,7 @@ its test split with the same metric code as eval.py (trainer/metrics/summary.py)
 ``--no-train``, trains a small model with train.py and reads its report (metrics.json).
 
 Example (the README's figure):
-    python scripts/imbalance_baseline.py --model resnet10t --epochs 8
+    python scripts/studies/imbalance_baseline.py --model resnet10t --epochs 8
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 COLUMNS = {

@@ -1,11 +1,12 @@
 """What the explanation callbacks add to a training run, measured inside their own hooks.
 
 Runs ``trainer.validate`` on a checkpoint's validation split with the three callbacks at their
-default settings (configs/callbacks/default.yaml), then the end-of-training hooks, and reports
+default settings (configs/callbacks/<name>.yaml), then the end-of-training hooks, and reports
 the seconds spent in each callback's hooks. Per-epoch work (WorstMistakes) is multiplied by
 ``--epochs`` (8 in the default experiment) for the total a default ``python train.py`` pays.
 
-Example: python scripts/explain_overhead.py --ckpt outputs/train/runs/<time>/checkpoints/epoch_007.ckpt
+Example:
+    python scripts/bench/explain_overhead.py --ckpt outputs/train/runs/<time>/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 try:
     import trainer  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 HOOKS = (
     "on_validation_epoch_start",

@@ -2,9 +2,9 @@
 the HTTP server under a bounded load from this separate process.
 
 Examples:
-    python scripts/bench_serve.py                       # resnet18 at 96 px, random weights
-    python scripts/bench_serve.py --ckpt outputs/train/runs/<time>/checkpoints/epoch_007.ckpt
-    python scripts/bench_serve.py --requests 2000 --concurrency 8 --out outputs/bench/serve.json
+    python scripts/bench/bench_serve.py                       # resnet18 at 96 px, random weights
+    python scripts/bench/bench_serve.py --ckpt outputs/train/runs/<time>/checkpoints/epoch_007.ckpt
+    python scripts/bench/bench_serve.py --requests 2000 --concurrency 8 --out outputs/serve.json
 
 1. Latency: batch 1, uint8 input, normalisation included on both sides; eager and every ONNX
    Runtime setting (intra-op threads x graph optimisation level) measured in alternating rounds
@@ -33,9 +33,9 @@ from pathlib import Path
 try:
     import trainer  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["good", "misplaced_component", "missing_component", "solder_bridge"]
 
 
@@ -59,7 +59,7 @@ def random_checkpoint(folder: Path, backbone: str, size: int) -> Path:
 
 def boards(folder: Path) -> list[Path]:
     """A few generated 128 px boards (the default experiment's image size)."""
-    from trainer.data.pcb.generator import PCBSpec, generate_dataset
+    from trainer.data.pcb import PCBSpec, generate_dataset
 
     spec = PCBSpec(image_size=128, num_train=4, num_val=4, num_test=32, seed=7)
     root = generate_dataset(folder / "boards", spec, progress=False)

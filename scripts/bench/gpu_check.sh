@@ -9,7 +9,7 @@
 # whose Python already has torch; add what it lacks to PYTHONPATH).
 # Each part has its own time limit and a failed part does not stop the next one.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=${OUT:-outputs/gpu_check}
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -30,5 +30,5 @@ echo "== 2. GPU tests"
 timeout 90 $PY -m pytest tests/gpu -q -p no:cacheprovider 2>&1 | tee "$OUT/gpu_tests.log" | tail -5
 
 echo "== 3. GPU benchmark"
-timeout "${BENCH_TIMEOUT:-240}" $PY scripts/benchmark.py --parts gpu --repeats 3 \
+timeout "${BENCH_TIMEOUT:-240}" $PY scripts/bench/benchmark.py --parts gpu --repeats 3 \
   --out "$OUT/benchmark.json" 2>&1 | tee "$OUT/benchmark.log"

@@ -4,9 +4,9 @@ Each recipe is `python train.py` with a few overrides (below); the table gives v
 accuracy per epoch and test accuracy, and `--out` the JSON. It chose the default backbone
 (README, "Why resnet10t"). On one GPU several runs share the device; on a CPU use --parallel 1.
 
-    python scripts/recipe_sweep.py --parallel 8                  # every recipe
-    python scripts/recipe_sweep.py r10t r18_base --parallel 1    # some of them
-    python scripts/recipe_sweep.py r10t -- data.generator.seed=1 # after --: for every run
+    python scripts/studies/recipe_sweep.py --parallel 8                  # every recipe
+    python scripts/studies/recipe_sweep.py r10t r18_base --parallel 1    # some of them
+    python scripts/studies/recipe_sweep.py r10t -- data.generator.seed=1 # after --: for every run
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every recipe: full precision (comparable across devices), all epochs (no early stop), and none
 # of the explanation callbacks (they cost time and change no weight).

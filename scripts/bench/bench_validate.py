@@ -4,7 +4,7 @@ Generates (once) 10,000 boards at 128 px into a cache folder outside the reposit
 a bare loop that only opens and decodes each file; the fast pre-training checks (hash, decode,
 RGB statistics); the full scan (plus perceptual hashes), in one process and in two.
 
-Example: python scripts/bench_validate.py --num 10000 --cache /tmp/trainer-bench-validate
+Example: python scripts/bench/bench_validate.py --num 10000 --cache /tmp/trainer-bench-validate
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from pathlib import Path
 try:
     import trainer  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from PIL import Image
 
 from trainer.data.checks.policy import Policy
 from trainer.data.checks.validation import analyse, walk_tree
-from trainer.data.pcb.generator import PCBSpec, generate_dataset
+from trainer.data.pcb import PCBSpec, generate_dataset, generated_folder
 
 
 def bare_loop(paths: list[Path]) -> None:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     spec = PCBSpec(image_size=args.size, num_train=args.num, num_val=0, num_test=0)
-    root = generate_dataset(args.cache / f"pcb-{spec.digest()}", spec)
+    root = generate_dataset(generated_folder(args.cache, spec), spec)
     tree = walk_tree(root, 0, 0)
     paths = [e.path for e in tree.images]
     bare_loop(paths)  # warm the page cache: every variant then reads from memory

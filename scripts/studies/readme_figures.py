@@ -1,25 +1,25 @@
-"""Every CPU figure the README quotes, measured again: ``python scripts/readme_figures.py``.
+"""Every CPU figure the README quotes, measured again: ``python scripts/studies/readme_figures.py``.
 
 Runs the commands behind the README's figures one after another (nothing else should run on the
 machine meanwhile), keeps each command's own output under ``--out`` and collects the figures into
 ``<out>/figures.json`` with the machine, the date and the package versions (a part run again
 replaces its own entry and keeps the others).
 A fresh clone reproduces the README by ``make install`` and this script. GPU figures need a GPU:
-``bash scripts/gpu_check.sh`` there.
+``bash scripts/bench/gpu_check.sh`` there.
 
-    python scripts/readme_figures.py                          # every part, about 25 min on 2 cores
-    python scripts/readme_figures.py --parts train,explain    # some of them
-    python scripts/readme_figures.py --update-docs            # also the README's pictures in docs/
+    python scripts/studies/readme_figures.py                        # every part, 25 min on 2 cores
+    python scripts/studies/readme_figures.py --parts train,explain  # some of them
+    python scripts/studies/readme_figures.py --update-docs          # and the pictures in docs/
 
 Parts (each the README section it feeds):
   train       "Measured": ``python train.py``, the default experiment (data generated first, timed)
   explain     "The pointing game" and the pictures: ``scripts/explain.py ... pointing_game=true``
-  callbacks   "What the callbacks cost": ``scripts/explain_overhead.py``
-  speed       "Speed", CPU table: ``scripts/benchmark.py --parts overhead,pipeline,tta``
-  backbones   "Why resnet10t", CPU images/s: ``scripts/benchmark.py --parts overhead --backbone``
-  imbalance   "Accuracy misleads": ``scripts/imbalance_baseline.py --model resnet10t --epochs 8``
-  serve       "ONNX Runtime against PyTorch": ``scripts/bench_serve.py --ckpt <default model>``
-  validate    "Data contract", speed: ``scripts/bench_validate.py``
+  callbacks   "What the callbacks cost": ``scripts/bench/explain_overhead.py``
+  speed       "Speed", CPU table: ``scripts/bench/benchmark.py --parts overhead,pipeline,tta``
+  backbones   "Why resnet10t", images/s: ``scripts/bench/benchmark.py --parts overhead --backbone``
+  imbalance   "Accuracy misleads": ``scripts/studies/imbalance_baseline.py --model resnet10t``
+  serve       "ONNX Runtime against PyTorch": ``scripts/bench/bench_serve.py --ckpt <the model>``
+  validate    "Data contract", speed: ``scripts/bench/bench_validate.py``
   details     one-line claims: channels_last on the CPU, torchvision.io against Pillow decoding,
               Pillow's resize against training's, a 16-megapixel resize in score.py's numpy port
 """
@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PARTS = (
     "train",
     "explain",
@@ -174,7 +174,7 @@ def part_explain(out: Path, figures: dict[str, Any]) -> dict[str, Any]:
 
 def part_callbacks(out: Path, figures: dict[str, Any]) -> dict[str, Any]:
     log = out / "logs" / "explain_overhead.log"
-    run(python("scripts/explain_overhead.py", "--ckpt", best_checkpoint(figures)), log)
+    run(python("scripts/bench/explain_overhead.py", "--ckpt", best_checkpoint(figures)), log)
     lines = [line.strip() for line in log.read_text().splitlines()]
     keep = ("validation of", "added to a", "ExplainImages", "WorstMistakes", "EmbeddingProjector")
     return {"report": [line for line in lines if line.startswith(keep)]}
@@ -183,7 +183,9 @@ def part_callbacks(out: Path, figures: dict[str, Any]) -> dict[str, Any]:
 def part_speed(out: Path, _: dict[str, Any]) -> dict[str, Any]:
     path = out / "benchmark.json"
     run(
-        python("scripts/benchmark.py", "--parts", "overhead,pipeline,tta", "--out", str(path)),
+        python(
+            "scripts/bench/benchmark.py", "--parts", "overhead,pipeline,tta", "--out", str(path)
+        ),
         out / "logs" / "benchmark.log",
     )
     return json.loads(path.read_text())
@@ -195,7 +197,7 @@ def part_backbones(out: Path, _: dict[str, Any]) -> dict[str, Any]:
         path = out / "backbones" / f"{name}_{size}.json"
         run(
             python(
-                "scripts/benchmark.py",
+                "scripts/bench/benchmark.py",
                 "--parts",
                 "overhead",
                 "--backbone",
@@ -219,7 +221,7 @@ def part_imbalance(out: Path, _: dict[str, Any]) -> dict[str, Any]:
     folder = out / "imbalance"
     wall = run(
         python(
-            "scripts/imbalance_baseline.py",
+            "scripts/studies/imbalance_baseline.py",
             "--model",
             "resnet10t",
             "--epochs",
@@ -235,7 +237,9 @@ def part_imbalance(out: Path, _: dict[str, Any]) -> dict[str, Any]:
 def part_serve(out: Path, figures: dict[str, Any]) -> dict[str, Any]:
     path = out / "serve.json"
     run(
-        python("scripts/bench_serve.py", "--ckpt", best_checkpoint(figures), "--out", str(path)),
+        python(
+            "scripts/bench/bench_serve.py", "--ckpt", best_checkpoint(figures), "--out", str(path)
+        ),
         out / "logs" / "bench_serve.log",
     )
     return json.loads(path.read_text())
@@ -243,7 +247,10 @@ def part_serve(out: Path, figures: dict[str, Any]) -> dict[str, Any]:
 
 def part_validate(out: Path, _: dict[str, Any]) -> dict[str, Any]:
     path = out / "validate.json"
-    run(python("scripts/bench_validate.py", "--json", str(path)), out / "logs" / "validate.log")
+    run(
+        python("scripts/bench/bench_validate.py", "--json", str(path)),
+        out / "logs" / "validate.log",
+    )
     return json.loads(path.read_text())
 
 

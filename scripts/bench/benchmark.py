@@ -1,8 +1,8 @@
 """Speed of the framework against a minimal raw PyTorch loop, measured in the same process.
 
-    python scripts/benchmark.py                      # parts: overhead, pipeline, tta (and gpu)
-    python scripts/benchmark.py --parts overhead --repeats 3 --steps 20   # a quick look
-    python scripts/benchmark.py --parts gpu          # ResNet-50, 224 px, synthetic data on the GPU
+    python scripts/bench/benchmark.py                  # parts: overhead, pipeline, tta (and gpu)
+    python scripts/bench/benchmark.py --parts overhead --repeats 3 --steps 20   # a quick look
+    python scripts/bench/benchmark.py --parts gpu      # ResNet-50, 224 px, synthetic data, GPU
 
 Parts:
   overhead  the same backbone, in-memory data, optimizer, schedule and precision trained for the
@@ -33,7 +33,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
