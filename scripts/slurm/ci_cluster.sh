@@ -139,7 +139,7 @@ export HF_HUB_OFFLINE=1
   trainer.max_epochs=$EPOCHS trainer.num_sanity_val_steps=0 print_config=false \
   callbacks.rich_progress_bar=null callbacks.rich_model_summary=null \
   callbacks.sample_images=null callbacks.weight_histograms=null logger.tensorboard.log_graph=false \
-  +callbacks.slow._target_=tests._slow_batches.Slow +callbacks.slow.seconds=1.0 \
+  +callbacks.slow._target_=tests.helpers.slow_batches.Slow +callbacks.slow.seconds=1.0 \
   >"$TMP/launcher.log" 2>&1 &
 LAUNCHER_PID=$!
 

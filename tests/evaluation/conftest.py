@@ -1,4 +1,4 @@
-"""A tiny trained checkpoint shared by the evaluation, gate and history tests (trained once)."""
+"""A tiny trained checkpoint shared by the evaluation and gate tests (trained once)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TINY, TINY_BOARDS, compose_cfg
-from tests.evaluation.helpers import Trained
+from tests.helpers.evaluation import Trained
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torchmetrics.classification import BinarySpecificityAtSensitivity
 
 from tests.conftest import compose_cfg
-from tests.evaluation.helpers import Trained, run_eval
+from tests.helpers.evaluation import Trained, run_eval
 from trainer.checkpoint.read import checkpoint_metadata
 from trainer.errors import DataError
 from trainer.evaluation import report as evaluate_module

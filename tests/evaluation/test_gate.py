@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import compose_cfg
-from tests.evaluation.helpers import Trained, run_eval
+from tests.helpers.evaluation import Trained, run_eval
 from trainer.errors import ConfigError
 from trainer.evaluation.gate import GateFailed, enforce, evaluate_gate, rewrite_gate_args, summary
 

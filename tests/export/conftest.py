@@ -1,4 +1,4 @@
-"""Session fixtures: the tiny checkpoint and its bundle (see fixtures.py)."""
+"""Session fixtures: the tiny checkpoint and its bundle (see tests/helpers/export_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.fixtures import tiny_bundle, tiny_checkpoint
+from tests.helpers.export_fixtures import tiny_bundle, tiny_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import importlib.util
 import json
 import os
 import pickle
@@ -13,6 +12,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -21,7 +21,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from tests.export.fixtures import LIMITS, split_images
+from tests.helpers.export_fixtures import LIMITS, load_score_module, split_images
 from trainer.checkpoint.read import load_classifier
 from trainer.data.dataset import load_image
 from trainer.errors import ConfigError
@@ -42,11 +42,8 @@ FILES = {
 }
 
 
-def score_module(bundle: Path):
-    spec = importlib.util.spec_from_file_location("score_under_test", bundle / "score.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def score_module(bundle: Path) -> Any:
+    return load_score_module(bundle)
 
 
 def test_bundle_holds_every_file_with_its_sha256(bundle: Path) -> None:

@@ -22,8 +22,8 @@ import jsonschema
 import pytest
 
 from tests.conftest import ROOT
-from tests.export.fixtures import split_images
-from tests.serve.servers import Server, running_server
+from tests.helpers.export_fixtures import split_images
+from tests.helpers.servers import Server, running_server
 from trainer.export.runtime.server import BodyBudget, Overloaded
 from trainer.export.schema import subschema
 

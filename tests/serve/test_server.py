@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT
-from tests.export.fixtures import ISOLATE, LIMITS, encoded, site_dirs, split_images
-from tests.serve.servers import Server, free_port, running_server
+from tests.helpers.export_fixtures import ISOLATE, LIMITS, encoded, site_dirs, split_images
+from tests.helpers.servers import Server, free_port, running_server
 from trainer.export.schema import subschema
 
 
@@ -200,7 +200,7 @@ def test_bundle_server_py_runs_without_trainer_or_torch(bundle: Path) -> None:
     script = ISOLATE + "import runpy; runpy.run_path('server.py', run_name='__main__')"
     argv = [json.dumps([str(bundle), *site_dirs()]), "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-I", "-S", "-c", script, *argv],
+        [sys.executable, "-I", "-S", "-B", "-c", script, *argv],
         cwd=bundle,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

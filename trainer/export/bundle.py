@@ -25,7 +25,6 @@ the move cannot leave empty files in a bundle that looks complete).
 from __future__ import annotations
 
 import json
-import secrets
 import shutil
 import stat
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 from trainer.checkpoint.read import load_classifier
 from trainer.data.fingerprint import file_sha256
 from trainer.export import ExportError
-from trainer.utils.atomic import atomic_write, fsync_dir, fsync_file
+from trainer.utils.atomic import atomic_write, fsync_dir, fsync_file, temp_folder_beside
 from trainer.utils.clock import now_utc
 
 RUNTIME = Path(__file__).resolve().parent / "runtime"  # copied into every bundle as they are
@@ -153,18 +152,15 @@ def write_manifest(
 
 
 def _temp_folder(out: Path) -> Path:
-    """A new empty folder beside ``out``, with the mode a plain ``mkdir`` gives (or the old
-    bundle's, with ``force=true``): ``tempfile.mkdtemp``'s 0700 would stick to the bundle."""
-    for _ in range(100):
-        tmp = out.parent / f".{out.name}.tmp-{secrets.token_hex(4)}"
-        try:
-            tmp.mkdir(mode=0o777)  # less the umask, as any new folder
-        except FileExistsError:
-            continue
-        if out.is_dir():
-            tmp.chmod(stat.S_IMODE(out.stat().st_mode))
-        return tmp
-    raise ExportError(f"out: no free temporary folder name beside '{out}'")
+    """The folder the bundle is written into, beside ``out``; with ``force=true`` it takes the old
+    bundle's mode."""
+    try:
+        tmp = temp_folder_beside(out)
+    except FileExistsError as err:
+        raise ExportError(f"out: no free temporary folder name beside '{out}'") from err
+    if out.is_dir():
+        tmp.chmod(stat.S_IMODE(out.stat().st_mode))
+    return tmp
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:

@@ -75,6 +75,21 @@ def _create_temp(path: Path) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name beside {path}")
 
 
+def temp_folder_beside(path: Path, tag: str = "tmp") -> Path:
+    """A new empty ``.<name>.<tag>-<random>`` folder beside ``path``, to fill and then rename
+    into place (a bundle, a generated dataset). Created with the mode a plain ``mkdir`` gives
+    (0o777 less the umask): ``tempfile.mkdtemp``'s 0o700 would stick after the rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{tag}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir(mode=0o777)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"no free temporary folder name beside {path}")
+
+
 def fsync_dir(folder: str | Path) -> None:
     """Make renames in ``folder`` durable (a no-op where directories cannot be opened or synced)."""
     try:

@@ -14,7 +14,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 from trainer.data.image_folder import SPLITS
 from trainer.data.pcb.render import render_board
 from trainer.data.pcb.spec import CLASSES, GENERATOR_VERSION, PCBSpec, class_counts
+from trainer.utils.atomic import temp_folder_beside
 
 
 def _labels(spec: PCBSpec, split_id: int, n: int) -> list[str]:
@@ -74,10 +74,7 @@ def generate_dataset(
             raise FileExistsError(
                 f"{root} exists and is not the PCB dataset {digest}; pick another folder"
             )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkdtemp: its 0700 mode would stick to the dataset after the rename.
-    tmp = root.parent / f".{root.name}.tmp-{digest}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = temp_folder_beside(root, f"tmp-{digest}")
     try:
         jobs = []
         for split_id, split in enumerate(SPLITS):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 
-from tests.export.fixtures import split_images
+from tests.helpers.export_fixtures import load_score_module, split_images
 from trainer.checkpoint.read import load_classifier
 from trainer.data.dataset import load_image
 from trainer.export.runtime.score import resize_uint8
@@ -40,9 +39,7 @@ def test_resize_port_is_bit_identical_to_torchvision(interpolation: str) -> None
 
 def test_score_py_gives_the_evaluation_tensor(bundle: Path, checkpoint: Path, tmp_path) -> None:
     """Real test-split files, and resized, grey, palette, RGBA and JPEG files of other sizes."""
-    spec = importlib.util.spec_from_file_location("score_pre", bundle / "score.py")
-    score = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(score)
+    score = load_score_module(bundle, "score_pre")
     scorer = score.Model(bundle)
     scorer.limits = {**scorer.limits, "modes": DEFAULT_MODES, "width": ANY_SIDE, "height": ANY_SIDE}
     model = load_classifier(checkpoint)

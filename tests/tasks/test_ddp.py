@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests._runs import run_train, tiny_args
 from tests.conftest import compose_cfg
+from tests.helpers.runs import run_train, tiny_args
 from trainer.checkpoint.read import classifier_from_checkpoint, load_checkpoint
 from trainer.errors import ConfigError
 from trainer.evaluation.predictions import predict

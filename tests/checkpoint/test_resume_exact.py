@@ -29,8 +29,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from torchvision.transforms import v2
 
-from tests._runs import env, tiny_args, train_cmd
 from tests.conftest import ROOT
+from tests.helpers.runs import env, tiny_args, train_cmd
 from trainer.callbacks.backbone_freeze import BackboneFreeze
 from trainer.callbacks.rng_state import RngState
 from trainer.checkpoint.read import load_checkpoint
@@ -106,7 +106,7 @@ def kill_twice_args(tmp: Path, run: Path, *extra: str) -> list[str]:
     return exact_args(
         tmp,
         run,
-        "+callbacks.kill._target_=tests._slow_batches.KillAt",
+        "+callbacks.kill._target_=tests.helpers.slow_batches.KillAt",
         f"+callbacks.kill.marker_dir={run / 'markers'}",
         # right after epoch 0's last.ckpt; then after an optimizer step of epoch 2
         "+callbacks.kill.points=[[1,0],[2,1]]",
@@ -159,7 +159,7 @@ def test_a_killed_run_started_again_finishes(reference: Path) -> None:
     args = exact_args(
         reference,
         run,
-        "+callbacks.slow._target_=tests._slow_batches.Slow",
+        "+callbacks.slow._target_=tests.helpers.slow_batches.Slow",
         "+callbacks.slow.seconds=0.4",
     )
     last = run / "checkpoints" / "last.ckpt"

@@ -1,4 +1,4 @@
-"""Helpers of the evaluation, gate and history tests."""
+"""Helpers of the evaluation and gate tests: the trained run they share, ``python eval.py``."""
 
 from __future__ import annotations
 

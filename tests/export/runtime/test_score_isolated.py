@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.export.fixtures import ISOLATE, site_dirs, split_images
+from tests.helpers.export_fixtures import ISOLATE, site_dirs, split_images
 
 SCRIPT = (
     ISOLATE
@@ -34,7 +34,7 @@ def test_score_py_needs_neither_torch_nor_trainer(bundle: Path) -> None:
         ]
     }
     result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", SCRIPT, json.dumps([str(bundle), *site_dirs()])],
+        [sys.executable, "-I", "-S", "-B", "-c", SCRIPT, json.dumps([str(bundle), *site_dirs()])],
         input=json.dumps(request),
         capture_output=True,
         text=True,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests._runs import run_train, tiny_args
 from tests.conftest import CONFIGS
+from tests.helpers.runs import run_train, tiny_args
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.data.test_validation import run_cli
+from tests.data.checks.test_validation import run_cli
 from trainer.data.checks.contract import (
     CONTRACT_FILE,
     build_contract,

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from tests.conftest import CONFIGS, ROOT
-from tests.data.validation_fixtures import BAD_CASES, make_bad_tree
+from tests.helpers.validation_fixtures import BAD_CASES, make_bad_tree
 from trainer.data.checks.policy import DriftSettings, Policy
 from trainer.data.checks.validation import near_duplicate_pairs, validate_dataset
 from trainer.data.pcb import render_board

@@ -5,9 +5,12 @@ Cached on disk below pytest's base temp folder, so ``tests/export`` and ``tests/
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import sys
 import sysconfig
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -69,6 +72,19 @@ class Forbidden:
         return None
 sys.meta_path.insert(0, Forbidden())
 """
+
+
+def load_score_module(bundle: Path, name: str = "score_under_test") -> Any:
+    """The bundle's score.py as a module, without writing ``__pycache__`` into the shared bundle
+    (other tests compare its files with the manifest)."""
+    spec = importlib.util.spec_from_file_location(name, bundle / "score.py")
+    module = importlib.util.module_from_spec(spec)
+    dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = dont_write
+    return module
 
 
 def site_dirs() -> list[str]:

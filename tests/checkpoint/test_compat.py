@@ -16,7 +16,7 @@ from trainer.data.pcb import PCBSpec, generated_folder
 from trainer.export.bundle import export_bundle
 from trainer.tasks.evaluate import evaluate
 
-FIXTURES = Path(__file__).parent / "helpers" / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "helpers" / "fixtures"
 CKPT = FIXTURES / "pre_layout_test_resnet.ckpt"
 EXPECTED = FIXTURES / "pre_layout_expected.json"
 

@@ -23,7 +23,7 @@ from trainer.data.pcb import (
 )
 from trainer.data.pcb.render import _render
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TINY = PCBSpec(image_size=48, num_train=14, num_val=6, num_test=5, good_fraction=0.4, seed=3)
 
 

@@ -185,7 +185,7 @@ def test_the_run_reports_the_kept_model_not_the_last_epoch(tiny_cfg) -> None:
 
     cfg = tiny_cfg(
         "trainer.max_epochs=3",
-        "+callbacks.declining._target_=tests.test_train.DecliningScore",
+        "+callbacks.declining._target_=tests.tasks.test_train.DecliningScore",
         "callbacks.model_checkpoint.monitor=val/score",
         "callbacks.early_stopping.monitor=val/score",
     )

@@ -1,7 +1,7 @@
 """Callbacks that let a test kill a run mid-epoch: slow batches down, or SIGKILL at a given batch.
 
 Not a test module: subprocess runs load them with
-`+callbacks.slow._target_=tests._slow_batches.Slow` or `+callbacks.kill._target_=...KillAt`.
+`+callbacks.slow._target_=tests.helpers.slow_batches.Slow` or `+callbacks.kill._target_=...KillAt`.
 """
 
 import os
