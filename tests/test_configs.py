@@ -6,6 +6,7 @@ from pathlib import Path
 
 import hydra
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
@@ -167,7 +168,7 @@ def test_folder_data_gets_neutral_defaults(tmp_path: Path) -> None:
     assert list(cfg.data.augment) == []
     model = OmegaConf.load(CONFIGS / "model" / "default.yaml")
     trainer = OmegaConf.load(CONFIGS / "trainer" / "default.yaml")
-    assert cfg.model.input_size is None  # the backbone's pretrained size
+    assert cfg.model.input_size == "auto"  # from the training images (train.py)
     assert dict(cfg.model.model_kwargs) == {}  # the backbone's own pooling
     assert cfg.model.optimizer.lr == model.optimizer.lr
     assert cfg.trainer.max_epochs == trainer.max_epochs
@@ -179,13 +180,39 @@ def test_folder_data_with_the_experiment_named_gets_it(tmp_path: Path) -> None:
     assert cfg.data._target_.endswith("ImageFolderDataModule") and cfg.data.root == str(tmp_path)
     assert cfg.model.input_size == 96 and cfg.model.model_kwargs.global_pool == "max"
     assert cfg.model.optimizer.lr == 3e-3 and cfg.trainer.max_epochs == 8
-    assert _targets(cfg.data.augment) == ["RandomHorizontalFlip", "RandomVerticalFlip"]
+    assert list(cfg.data.augment) == []  # augmentation stays the data's choice
+    flips = compose_cfg(
+        ["data=folder", f"data.root={tmp_path}", "experiment=pcb_defect", "data/augment=flips"],
+        tmp_path,
+    )
+    assert _targets(flips.data.augment) == ["RandomHorizontalFlip", "RandomVerticalFlip"]
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ("none", []),
+        ("flips", ["RandomHorizontalFlip", "RandomVerticalFlip"]),
+        ("inspection", ["RandomHorizontalFlip", "RandomVerticalFlip", "RandomQuarterTurn"]),
+        ("photo", ["RandomResizedCropSameSize", "RandomHorizontalFlip"]),
+    ],
+)
+@pytest.mark.parametrize("data", ["pcb", "folder"])
+def test_an_augment_preset_is_what_the_run_gets(tmp_path: Path, preset, expected, data) -> None:
+    """``data/augment=<preset>`` wins over data=pcb's flips and the experiment; each preset
+    builds and keeps a uint8 image's size."""
+    cfg = compose_cfg([f"data={data}", f"data.root={tmp_path}", f"data/augment={preset}"], tmp_path)
+    assert _targets(cfg.data.augment) == expected
+    image = torch.randint(0, 256, (3, 24, 24), dtype=torch.uint8)
+    for transform in hydra.utils.instantiate(cfg.data.augment):
+        out = transform(image)
+        assert out.shape == image.shape and out.dtype == torch.uint8
 
 
 def test_pcb_data_without_the_experiment_keeps_its_own_flips(tmp_path: Path) -> None:
     cfg = compose_cfg(["~experiment"], tmp_path)
     assert HydraConfig.get().runtime.choices.get("experiment") is None
-    assert cfg.model.input_size is None and cfg.trainer.max_epochs != 8
+    assert cfg.model.input_size == "auto" and cfg.trainer.max_epochs != 8
     # a board's class survives a mirror: a missing part stays missing
     assert _targets(cfg.data.augment) == ["RandomHorizontalFlip", "RandomVerticalFlip"]
 

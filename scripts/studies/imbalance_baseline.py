@@ -1,11 +1,21 @@
-"""Why accuracy misleads on an imbalanced line: "always good" next to a trained model.
+"""Rare defects: "always good", the plain recipe and each remedy, on lines with 95% and 99% good.
 
-Generates (once) a board set with 95% good boards, scores a model that always says "good" on
-its test split with the same metric code as eval.py (trainer/metrics/summary.py), and, unless
-``--no-train``, trains a small model with train.py and reads its report (metrics.json).
+Each row is ``python train.py`` with nothing changed but the generated line's good fraction, the
+split sizes (so that enough test defects back the figures) and the remedy; figures are the best
+checkpoint's, on the test split, at the operating point chosen on val (``metrics.json``). "Always
+good" is scored on the same test split with the metric code of eval.py (trainer/metrics/summary.py).
 
-Example (the README's figure):
-    python scripts/studies/imbalance_baseline.py --model resnet10t --epochs 8
+Remedies (``--remedies``):
+  plain           data.sampler=shuffle: the default recipe without any remedy
+  balanced        data.sampler=balanced: every class drawn equally often (what data.sampler=auto
+                  picks above validation.max_imbalance)
+  focal           data.sampler=shuffle model.loss=focal: easy images weigh less
+  balanced_auroc  balanced, and the best checkpoint and early stopping by val/auroc_pass_fail
+
+Example (the README's table; about 3 minutes a row on a 2-core CPU):
+    python scripts/studies/imbalance_baseline.py
+    python scripts/studies/imbalance_baseline.py --good-fractions 0.95 --remedies plain balanced
+Writes ``<out>/table.json``: {"rows": [{"good_fraction", "model", "seconds", <metrics>}], "counts"}.
 """
 
 from __future__ import annotations
@@ -22,41 +32,43 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 COLUMNS = {
-    "accuracy": "test/acc",
-    "balanced acc.": "test/balanced_acc",
-    "macro F1": "test/f1",
-    "pass/fail AUROC": "test/auroc_pass_fail",
     "defect recall @ op": "test/defect_recall_at_op",
     "false alarms @ op": "test/false_alarm_rate_at_op",
+    "balanced acc.": "test/balanced_acc",
+    "pass/fail AUROC": "test/auroc_pass_fail",
+    "macro F1": "test/f1",
+    "accuracy": "test/acc",
+}
+AUROC_MONITOR = [
+    f"callbacks.{name}.monitor=val/auroc_pass_fail"
+    for name in ("model_checkpoint", "early_stopping")
+]
+REMEDIES = {
+    "plain": ["data.sampler=shuffle"],
+    "balanced": ["data.sampler=balanced"],
+    "focal": ["data.sampler=shuffle", "model.loss=focal"],
+    "balanced_auroc": ["data.sampler=balanced", *AUROC_MONITOR],
 }
 
 
-def generator_overrides(args: argparse.Namespace) -> list[str]:
-    return [
-        f"data.generator.good_fraction={args.good_fraction}",
-        f"data.generator.image_size={args.image_size}",
-        f"data.generator.num_train={args.num_train}",
-        f"data.generator.num_val={args.num_val}",
-        f"data.generator.num_test={args.num_test}",
-    ]
-
-
-def always_good(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, int]]:
-    """Metrics of "always good" on the real test split (the set is generated if missing)."""
-    from trainer.data.datamodule import PCBDataModule
-    from trainer.metrics.summary import always_class_logits, compute_metrics
-
-    spec = {
-        "good_fraction": args.good_fraction,
-        "image_size": args.image_size,
+def generator(args: argparse.Namespace, good_fraction: float) -> dict[str, float | int]:
+    return {
+        "good_fraction": good_fraction,
         "num_train": args.num_train,
         "num_val": args.num_val,
         "num_test": args.num_test,
     }
-    dm = PCBDataModule(generator=spec, root=ROOT / "data" / "pcb")
-    dm.prepare_data()
+
+
+def always_good(spec: dict[str, float | int]) -> tuple[dict[str, float], dict[str, int]]:
+    """Metrics of "always good" on the real test split (the set is generated if missing)."""
     import torch
 
+    from trainer.data.datamodule import PCBDataModule
+    from trainer.metrics.summary import always_class_logits, compute_metrics
+
+    dm = PCBDataModule(generator=spec, root=ROOT / "data" / "pcb")
+    dm.prepare_data()
     target = torch.tensor([s.label for s in dm.scan.splits["test"]])
     good = dm.class_names.index("good")
     logits = always_class_logits(len(target), len(dm.class_names), good)
@@ -66,70 +78,66 @@ def always_good(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, i
     return metrics, dm.scan.counts()["test"]
 
 
-def train_model(args: argparse.Namespace, run_dir: Path) -> dict[str, float]:
+def train(spec: dict[str, float | int], remedy: list[str], run_dir: Path) -> dict[str, float]:
+    """``python train.py`` with the line's generator settings and the remedy; its metrics.json."""
     cmd = [
         sys.executable,
         "train.py",
-        *generator_overrides(args),
-        f"model.backbone={args.model}",
-        "model.pretrained=false",
-        f"model.input_size={args.image_size}",
-        f"trainer.max_epochs={args.epochs}",
+        *(f"data.generator.{k}={v}" for k, v in spec.items()),
+        *remedy,
         "trainer.accelerator=cpu",
-        "callbacks.early_stopping=null",
         "callbacks.rich_progress_bar=null",
         "print_config=false",
         "tags=[imbalance_benchmark]",
-        "resume=never",  # a benchmark trains afresh, whatever the folder holds
+        "history.path=null",  # a study: the user's run history stays theirs
+        "resume=never",  # trains afresh, whatever the folder holds
         f"hydra.run.dir={run_dir}",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f"{run_dir.name}.log", "w") as log:
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
     return json.loads((run_dir / "metrics.json").read_text())["metrics"]
 
 
-def eval_checkpoint(ckpt: Path, run_dir: Path) -> dict[str, float]:
-    """``python eval.py ckpt_path=CKPT``: its test split, the operating point chosen on val."""
-    cmd = [sys.executable, "eval.py", f"ckpt_path={ckpt}", f"hydra.run.dir={run_dir}"]
-    subprocess.run(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=True)
-    return json.loads((run_dir / "metrics.json").read_text())["metrics"]
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| good | model | " + " | ".join(COLUMNS) + " | seconds |",
+        "|---:|---|" + "---:|" * (len(COLUMNS) + 1),
+    ]
+    for row in rows:
+        cells = " | ".join(f"{row.get(k, float('nan')):.3f}" for k in COLUMNS.values())
+        seconds = f"{row['seconds']:.0f}" if row.get("seconds") else "-"
+        lines.append(f"| {row['good_fraction']:.0%} | {row['model']} | {cells} | {seconds} |")
+    return "\n".join(lines)
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--good-fraction", type=float, default=0.95)
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--num-train", type=int, default=1200)
-    p.add_argument("--num-val", type=int, default=400)
-    p.add_argument("--num-test", type=int, default=400)
-    p.add_argument("--model", default="resnet18", help="any timm backbone (test_resnet: tiny)")
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--no-train", action="store_true", help="only the always-good baseline")
-    p.add_argument("--eval-ckpt", type=Path, help="evaluate this checkpoint instead of training")
+    p.add_argument("--good-fractions", type=float, nargs="+", default=[0.95, 0.99])
+    p.add_argument("--remedies", nargs="+", choices=list(REMEDIES), default=list(REMEDIES))
+    p.add_argument("--num-train", type=int, default=2000)
+    p.add_argument("--num-val", type=int, default=1000)
+    p.add_argument("--num-test", type=int, default=2000)
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "imbalance")
     args = p.parse_args()
 
-    baseline, counts = always_good(args)
-    rows = {'always "good"': baseline}
-    if args.eval_ckpt:
-        rows[f"{args.eval_ckpt.name} (eval.py)"] = eval_checkpoint(
-            args.eval_ckpt, args.out / "eval"
-        )
-    elif not args.no_train:
-        start = time.perf_counter()
-        rows[f"{args.model}, {args.epochs} epochs"] = train_model(args, args.out / "train")
-        print(f"training + report took {time.perf_counter() - start:.0f} s")
-    print(f"\ntest split: {counts}")
-    print("| model | " + " | ".join(COLUMNS) + " |")
-    print("|---|" + "---:|" * len(COLUMNS))
-    for name, m in rows.items():
-        print(
-            f"| {name} | "
-            + " | ".join(f"{m.get(k, float('nan')):.3f}" for k in COLUMNS.values())
-            + " |"
-        )
+    rows: list[dict] = []
+    counts: dict[str, dict[str, int]] = {}
+    for fraction in args.good_fractions:
+        spec = generator(args, fraction)
+        baseline, counts[f"{fraction:g}"] = always_good(spec)
+        rows.append({"good_fraction": fraction, "model": 'always "good"', **baseline})
+        for remedy in args.remedies:
+            start = time.perf_counter()
+            metrics = train(spec, REMEDIES[remedy], args.out / f"good{fraction:g}_{remedy}")
+            seconds = time.perf_counter() - start
+            rows.append({"good_fraction": fraction, "model": remedy, "seconds": seconds, **metrics})
+            print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+    print(f"\ntest splits: {counts}\n")
+    print(markdown(rows))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps({"counts": counts, "rows": rows}, indent=2))
+    (args.out / "table.json").write_text(json.dumps({"counts": counts, "rows": rows}, indent=2))
     return 0
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from trainer.data.datamodule import ImageFolderDataModule
 from trainer.data.image_folder import SPLITS, _stratified_split, scan_image_folder
-from trainer.errors import DataError
+from trainer.errors import ConfigError, DataError
 
 PRE = {"resize": [32, 32], "interpolation": "bilinear"}
 
@@ -217,3 +217,33 @@ def test_under_ddp_each_val_and_test_image_is_scored_on_exactly_one_process() ->
     assert [len(s) for s in shards] == [8, 7]
     with pytest.raises(DataError, match=r"the val split has 1 images.*data\.val_fraction"):
         _unpadded_sampler(range(1), "val", 2, 0)
+
+
+def test_cache_auto_keeps_a_set_that_fits_its_share_of_memory(tmp_path: Path, caplog) -> None:
+    root = make_tree(tmp_path / "images", {"good": 12, "bad": 12})
+    fits = ImageFolderDataModule(root, num_workers=0, cache_in_memory="auto")
+    fits.set_preprocessing(PRE)
+    with caplog.at_level("INFO", logger="trainer.data.datamodule"):
+        fits.setup("fit")
+    assert fits.datasets["train"].images is not None and fits._workers() == 0
+    assert "24 images at 32x32 take 0.00 GB decoded, within 25%" in caplog.text
+    # 24 images x 3 x 32 x 32 bytes = 73,728 bytes: 1e-9 of any machine's memory is less
+    tight = ImageFolderDataModule(root, num_workers=0, cache_in_memory="auto", cache_ram_share=1e-9)
+    tight.set_preprocessing(PRE)
+    tight.setup("fit")
+    assert tight.datasets["train"].images is None
+
+
+def test_cache_in_memory_takes_only_true_false_or_auto(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data.cache_in_memory: 'sometimes'"):
+        ImageFolderDataModule(tmp_path, cache_in_memory="sometimes")
+
+
+def test_a_broken_file_is_named_when_the_set_is_cached(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "images", {"good": 6, "bad": 6})
+    broken = root / "bad" / "000.png"
+    broken.write_bytes(broken.read_bytes()[:40])  # a valid header, then nothing
+    dm = ImageFolderDataModule(root, num_workers=0, cache_in_memory=True)
+    dm.set_preprocessing(PRE)
+    with pytest.raises(DataError, match=r"cannot read image '.*000.png'.*fix or remove"):
+        dm.setup()

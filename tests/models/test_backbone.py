@@ -94,3 +94,23 @@ def test_not_a_weights_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("not weights")
     with pytest.raises(PretrainedWeightsError, match="could not be loaded"):
         create_backbone("test_resnet", 2, pretrained_path=str(path))
+
+
+OUR_CHECKPOINT = Path(__file__).parents[1] / "helpers" / "fixtures" / "pre_layout_test_resnet.ckpt"
+
+
+def test_a_checkpoint_of_ours_gives_its_backbone_and_a_new_head() -> None:
+    """model.pretrained_path=<a run's checkpoint>: transfer from one product to another."""
+    state = torch.load(OUR_CHECKPOINT, map_location="cpu", weights_only=True)["state_dict"]
+    net, loaded = create_backbone("test_resnet", num_classes=7, pretrained_path=str(OUR_CHECKPOINT))
+    assert loaded and net.get_classifier().out_features == 7
+    head = {id(p) for p in net.get_classifier().parameters()}
+    body = {k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}
+    assert body and all(torch.equal(v, state[f"net.{k}"]) for k, v in body.items())
+    trained_head = state["net.fc.weight"]
+    assert not any(p.shape == trained_head.shape for p in net.parameters() if id(p) in head)
+
+
+def test_a_checkpoint_of_another_backbone_is_one_line_naming_both() -> None:
+    with pytest.raises(PretrainedWeightsError, match="checkpoint of test_resnet, not of resnet10t"):
+        create_backbone("resnet10t", num_classes=4, pretrained_path=str(OUR_CHECKPOINT))

@@ -39,7 +39,10 @@ def scalars(run: Path, tag: str) -> list[float]:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sampler", ["shuffle", "balanced"])
+def test_ddp_two_processes_match_one_process(tmp_path: Path, sampler: str) -> None:
+    """With ``data.sampler=balanced`` too: the processes share one weighted draw (Lightning keeps
+    our DistributedSampler), so the epoch's images, and the weights, are the one process's."""
     weights = tmp_path / "pretrained.pth"  # "pretrained": the head-only first epoch happens
     torch.save(timm.create_model("test_efficientnet_gn", num_classes=10).state_dict(), weights)
     common = tiny_args(
@@ -52,6 +55,7 @@ def test_ddp_two_processes_match_one_process(tmp_path: Path) -> None:
         # sign-like and would turn a 1e-9 gradient difference into a full step)
         "model.optimizer._target_=torch.optim.SGD",
         "model.optimizer.lr=0.05",
+        f"data.sampler={sampler}",
     )
     ddp, single = tmp_path / "ddp", tmp_path / "single"
     out = run_train(

@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -199,3 +200,57 @@ def test_the_run_reports_the_kept_model_not_the_last_epoch(tiny_cfg) -> None:
     (row,) = RunHistory(Path(cfg.history.path)).runs()
     assert row["metrics"]["val/score"] == pytest.approx(0.9)
     assert row["metrics"]["val/acc"] == pytest.approx(first_acc)
+
+
+def test_input_size_auto_follows_the_training_images(tiny_cfg, tmp_path: Path, caplog) -> None:
+    """data=folder with model.input_size=auto: 90x60 px images (sqrt 73.5) train at 64 px,
+    the multiple of 32 nearest, within test_resnet's pretrained 160 px."""
+    root = tmp_path / "images"
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(
+                root / name / f"{i}.png"
+            )
+    cfg = tiny_cfg(
+        "data=folder",
+        f"data.root={root}",
+        "model.input_size=auto",
+        "test=false",
+        "data.good_class=null",
+    )
+    with caplog.at_level("INFO", logger="trainer.tasks.train"):
+        train(cfg)
+    assert "median side 73 px: input 64 px" in caplog.text
+    ckpt = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    assert ckpt["trainer_metadata"]["preprocessing"]["input_size"] == [3, 64, 64]
+
+
+def test_the_input_size_auto_rule() -> None:
+    from trainer.models.backbone import input_size_for
+
+    assert input_size_for("resnet10t", 25) == 32  # never below one multiple
+    assert input_size_for("resnet10t", 85) == 96  # the nearest multiple of 32
+    assert input_size_for("resnet10t", 75) == 64
+    assert input_size_for("resnet10t", 2000) == 176  # at most the pretrained size
+    assert input_size_for("resnet10t", None) == 176
+
+
+def test_a_run_starts_from_another_products_checkpoint(tiny_cfg) -> None:
+    """model.pretrained_path=<a checkpoint of ours> on product b: the head-only first epoch
+    leaves the source's backbone exactly as it was (batch-norm statistics included)."""
+    source = Path(__file__).parents[1] / "helpers" / "fixtures" / "pre_layout_test_resnet.ckpt"
+    cfg = tiny_cfg(
+        "data.generator.product=b",
+        "model.pretrained=true",
+        f"model.pretrained_path={source}",
+        "model.freeze_backbone_epochs=1",
+        "test=false",
+    )
+    train(cfg)
+    before = load_checkpoint(source)["state_dict"]
+    after = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")["state_dict"]
+    body = [k for k in before if k.startswith("net.") and not k.startswith("net.fc.")]
+    assert body and all(torch.equal(after[k], before[k]) for k in body)
+    assert not torch.equal(after["net.fc.weight"], before["net.fc.weight"])

@@ -18,10 +18,17 @@ from trainer.data.dataset import ImageSamples
 from trainer.data.fingerprint import DIGEST_PREFIX, dataset_fingerprint, file_sha256
 from trainer.data.image_folder import SPLITS, FolderSplits, scan_image_folder
 from trainer.data.pcb.spec import CLASSES, PCBSpec, generated_folder, smallest_split
-from trainer.data.sampler import EpochShuffle, FitLoader, fit_position, loader_generator
+from trainer.data.sampler import (
+    EpochShuffle,
+    FitLoader,
+    balanced_weights,
+    fit_position,
+    loader_generator,
+)
 from trainer.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+SAMPLERS = ("auto", "shuffle", "balanced")  # data.sampler
 
 
 class ImageFolderDataModule(L.LightningDataModule):
@@ -34,12 +41,19 @@ class ImageFolderDataModule(L.LightningDataModule):
         batch_size: images per batch on each device.
         num_workers: loader processes, or "auto".
         val_fraction, test_fraction, split_seed: the split when root does not give one.
-        cache_in_memory: decode once, keep uint8 tensors.
+        cache_in_memory: decode once, keep uint8 tensors; auto: when the decoded set (every
+            split at the model's input size) takes at most ``cache_ram_share`` of this machine's
+            memory, shared by the processes of a node.
+        cache_ram_share: the share of memory ``cache_in_memory=auto`` may fill.
         good_class: the pass class (used by metrics; kept here because it names data).
         pin_memory: pinned host memory, or "auto" (when CUDA is available).
         augment: transforms for training uint8 tensors (torchvision.transforms.v2).
         validate: the data checks before training: strict | warn | off (run by train.py,
             see trainer.data.checks.contract.check_before_training).
+        sampler: the training order: shuffle (each image once an epoch), balanced (every class
+            drawn equally often, with replacement), or auto: balanced when the largest training
+            class has more than ``max_imbalance`` times the images of the smallest (the data
+            checks' threshold, ``validation.max_imbalance``), else shuffle. Logged either way.
     """
 
     def __init__(
@@ -50,26 +64,38 @@ class ImageFolderDataModule(L.LightningDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         split_seed: int = 0,
-        cache_in_memory: bool = False,
+        cache_in_memory: bool | str = False,
+        cache_ram_share: float = 0.25,
         good_class: str | None = "good",
         pin_memory: bool | str = "auto",
         augment: Sequence[Any] | None = None,
         validate: str = "warn",
+        sampler: str = "auto",
     ) -> None:
         super().__init__()
         if int(batch_size) < 1:
             raise ConfigError(f"data.batch_size: {batch_size} must be at least 1")
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"data.sampler: '{sampler}' is not one of {', '.join(SAMPLERS)}")
         self.root = Path(root).expanduser()
         self.batch_size = int(batch_size)
         self.num_workers = num_workers
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        if cache_in_memory not in (True, False, "auto"):
+            raise ConfigError(
+                f"data.cache_in_memory: '{cache_in_memory}' is not true, false or auto"
+            )
         self.cache_in_memory = cache_in_memory
+        self.cache_ram_share = float(cache_ram_share)
+        self._cache: bool | None = None  # what cache_in_memory came to (caches)
         self.good_class = good_class
         self.pin_memory = pin_memory
         self.augment = v2.Compose(list(augment)) if augment else None
         self.validate = validate
+        self.sampler = sampler
+        self._order: str | None = None  # what `sampler` came to (choose_order)
         self.preprocessing: dict[str, Any] | None = None
         self._scan: FolderSplits | None = None
         self.datasets: dict[str, ImageSamples] = {}
@@ -159,6 +185,43 @@ class ImageFolderDataModule(L.LightningDataModule):
         self._summary = None
         return dropped
 
+    def choose_order(self, max_imbalance: float | None = None) -> str:
+        """Resolve ``sampler`` (auto: by the training classes' imbalance) and log the choice.
+
+        ``max_imbalance`` is the data checks' threshold (train.py passes the run's policy);
+        None takes the policy's default. Returns "shuffle" or "balanced".
+        """
+        if self._order is not None:
+            return self._order
+        counts = self.scan.counts().get("train", {})
+        present = {name: n for name, n in counts.items() if n}
+        ratio = max(present.values()) / min(present.values()) if present else 1.0
+        if self.sampler != "auto":
+            self._order = self.sampler
+        else:
+            if max_imbalance is None:
+                from trainer.data.checks.policy import DEFAULTS
+
+                max_imbalance = float(DEFAULTS["max_imbalance"])
+            self._order = "balanced" if ratio > max_imbalance else "shuffle"
+        if self._order == "balanced" or self.sampler == "auto" and ratio > 2:
+            largest, smallest = max(present, key=present.get), min(present, key=present.get)
+            why = (
+                f"training classes {ratio:.1f}x imbalanced ('{largest}' {present[largest]}, "
+                f"'{smallest}' {present[smallest]})"
+            )
+            if self.sampler == "auto":
+                why += f", threshold validation.max_imbalance={max_imbalance:g}"
+            other = "shuffle" if self._order == "balanced" else "balanced"
+            log.info(
+                "data.sampler=%s: %s: %s order (data.sampler=%s for the other)",
+                self.sampler,
+                why,
+                "class-balanced" if self._order == "balanced" else "shuffled",
+                other,
+            )
+        return self._order
+
     def _check_headers(self, split: str) -> None:
         """Open every file's header once, so a bad file fails now, named, not mid-epoch."""
         for sample in self.scan.splits[split]:
@@ -170,16 +233,45 @@ class ImageFolderDataModule(L.LightningDataModule):
                     f"cannot read image '{sample.path}': {err}; fix or remove the file"
                 ) from err
 
+    def caches(self) -> bool:
+        """Whether images are decoded once and kept (``cache_in_memory``, auto resolved)."""
+        if self._cache is None:
+            if self.cache_in_memory != "auto":
+                self._cache = bool(self.cache_in_memory)
+            else:
+                if self.preprocessing is None:
+                    raise RuntimeError("call set_preprocessing(model.preprocessing) first")
+                height, width = self.preprocessing["resize"]
+                images = sum(len(samples) for samples in self.scan.splits.values())
+                need = images * 3 * height * width
+                trainer = getattr(self, "trainer", None)
+                processes = int(getattr(trainer, "num_devices", 1) or 1) if trainer else 1
+                budget = self.cache_ram_share * physical_memory() / processes
+                self._cache = need <= budget
+                log.info(
+                    "data.cache_in_memory=auto: %d images at %dx%d take %.2f GB decoded, %s "
+                    "%.0f%% of this machine's memory%s: %s",
+                    images,
+                    width,
+                    height,
+                    need / 1e9,
+                    "within" if self._cache else "above",
+                    100 * self.cache_ram_share,
+                    f" / {processes} processes" if processes > 1 else "",
+                    "decoded once, kept" if self._cache else "decoded every epoch",
+                )
+        return self._cache
+
     def _dataset(self, split: str, train: bool) -> ImageSamples:
         if self.preprocessing is None:
             raise RuntimeError("call set_preprocessing(model.preprocessing) before setup()")
-        if not self.cache_in_memory:
+        if not self.caches():
             self._check_headers(split)
         return ImageSamples(
             self.scan.splits[split],
             size=self.preprocessing["resize"],
             transform=self.augment if train else None,
-            cache=self.cache_in_memory,
+            cache=self.caches(),
             interpolation=self.preprocessing["interpolation"],
             description=f"decoding {split}",
         )
@@ -195,7 +287,7 @@ class ImageFolderDataModule(L.LightningDataModule):
     def _workers(self) -> int:
         if self.num_workers != "auto":
             return int(self.num_workers)
-        if self.cache_in_memory:
+        if self.caches():
             return 0  # items are ready-made tensors: worker processes would only add IPC
         return max(0, min(8, (os.cpu_count() or 1) - 1))
 
@@ -222,12 +314,14 @@ class ImageFolderDataModule(L.LightningDataModule):
         world, rank = self._processes() if distributed else (1, 0)
         sampler = None
         if shuffle:  # order and augmentations of (seed, epoch, sample): a resumed run's alike
+            labels = [sample.label for sample in dataset.samples]
             sampler = EpochShuffle(
                 len(dataset),
                 num_replicas=world,  # a DistributedSampler: Lightning keeps it under DDP
                 rank=rank,
                 batch_size=self.batch_size,
                 position=self._fit_position,  # the resumed epoch, past the batches already done
+                weights=balanced_weights(labels) if self.choose_order() == "balanced" else None,
             )
         elif world > 1:
             sampler = _unpadded_sampler(dataset, split, world, rank)
@@ -280,6 +374,14 @@ def _unpadded_sampler(dataset: Any, split: str, world: int, rank: int) -> Any:
             f"data.{split}_fraction) or run on fewer devices"
         )
     return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes (0 where the OS does not say: nothing is then cached)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 class PCBDataModule(ImageFolderDataModule):

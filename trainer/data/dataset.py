@@ -116,7 +116,13 @@ class ImageSamples(Dataset):
         for i, sample in enumerate(
             track(self.samples, description=description, transient=True, disable=len(self) < 500)
         ):
-            out[i] = load_image(sample.path, self.size, self.interpolation)
+            try:
+                out[i] = load_image(sample.path, self.size, self.interpolation)
+            except (OSError, ValueError, RuntimeError) as err:  # PIL's errors are OSErrors
+                raise DataError(
+                    f"cannot read image '{sample.path}': {str(err).splitlines()[0]}; fix or "
+                    "remove the file"
+                ) from err
         return out
 
     def __len__(self) -> int:

@@ -62,6 +62,22 @@ class FolderSplits:
         return out
 
 
+def typical_side(samples: list[Sample], limit: int = 2000) -> int | None:
+    """The median of sqrt(width x height) over ``samples`` (headers only; every n-th file past
+    ``limit`` files), None without a readable one: the input size data=folder suggests."""
+    from PIL import Image
+
+    step = max(1, len(samples) // limit)
+    sides = []
+    for sample in samples[::step]:
+        try:
+            with Image.open(sample.path) as image:
+                sides.append(float(np.sqrt(image.width * image.height)))
+        except (OSError, ValueError):
+            continue  # unreadable: the data checks name it
+    return int(round(float(np.median(sides)))) if sides else None
+
+
 def _class_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 

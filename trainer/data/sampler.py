@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -87,7 +87,8 @@ def fit_position(trainer: Any) -> Position | None:
 
 
 class EpochShuffle(DistributedSampler):
-    """``(index, epoch)`` pairs: this process's shard of a permutation drawn from (seed, epoch).
+    """``(index, epoch)`` pairs: this process's shard of a permutation drawn from (seed, epoch),
+    or, with ``weights``, of ``size`` indices drawn with replacement in proportion to them.
 
     A DistributedSampler, so that Lightning keeps it under DDP (it replaces any other training
     sampler with its own) and calls ``set_epoch`` on it; with DistributedSampler's contract:
@@ -102,6 +103,13 @@ class EpochShuffle(DistributedSampler):
         position: called at each ``__iter__``: (epoch, batches already done), or None for
             (``set_epoch``'s epoch, 0). The data module passes ``fit_position`` of its Trainer,
             so a fit resumed mid-epoch goes on with exactly that epoch's remaining batches.
+        weights: one non-negative weight per sample (``balanced_weights``): the epoch is
+            ``torch.multinomial(weights, size, replacement=True)``, the draw torch's
+            WeightedRandomSampler makes. Not that sampler itself: its draw comes from a generator
+            that runs on from epoch to epoch (a resumed run would draw other epochs), and
+            Lightning would wrap it in a DistributedSamplerWrapper, which makes each process
+            draw the whole epoch and keep a share. Here the draw is of (seed, epoch), once per
+            epoch before the first batch: no per-step work.
     """
 
     def __init__(
@@ -112,21 +120,29 @@ class EpochShuffle(DistributedSampler):
         rank: int = 0,
         batch_size: int = 1,
         position: Callable[[], Position | None] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not one of {num_replicas} processes")
+        if weights is not None and (len(weights) != int(size) or min(weights, default=1) < 0):
+            raise ValueError(f"weights: need {size} non-negative weights, got {len(weights)}")
         seed = run_seed() if seed is None else int(seed)
         super().__init__(range(int(size)), num_replicas, rank, shuffle=True, seed=seed)
         self.size = int(size)
         self.batch_size = int(batch_size)
         self.position = position
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
 
     def shard(self, epoch: int) -> list[int]:
         """This rank's indices of ``epoch``, in order."""
         # torch's CPU generator keeps 32 bits of a seed: mix (seed, epoch) into 32 spread bits
         # (DistributedSampler's seed + epoch gives seed 1's epoch 1 the order of seed 2's epoch 0)
         mixed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(mixed)).tolist()
+        generator = torch.Generator().manual_seed(mixed)
+        if self.weights is not None and self.size:
+            order = torch.multinomial(self.weights, self.size, True, generator=generator).tolist()
+        else:
+            order = torch.randperm(self.size, generator=generator).tolist()
         padding = self.total_size - self.size
         if padding and order:
             order += (order * math.ceil(padding / len(order)))[:padding]
@@ -138,6 +154,12 @@ class EpochShuffle(DistributedSampler):
         self.epoch = int(epoch)
         start = int(done) * self.batch_size
         return iter([(index, self.epoch) for index in self.shard(self.epoch)[start:]])
+
+
+def balanced_weights(labels: Sequence[int]) -> list[float]:
+    """Per-sample weights that draw every class equally often: 1 / the size of its class."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64)) if len(labels) else np.zeros(0)
+    return [1.0 / counts[label] for label in labels]
 
 
 class FitLoader(DataLoader):

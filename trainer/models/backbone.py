@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import timm
+import torch
 import torch.nn as nn
 
 from trainer.errors import ConfigError, PretrainedWeightsError
@@ -62,7 +63,8 @@ def create_backbone(
         name: timm model name, e.g. ``resnet18``.
         num_classes: classes of the new head (timm drops the pretrained classifier).
         pretrained: load pretrained weights (from ``pretrained_path`` or the hub).
-        pretrained_path: a local ``.safetensors`` or ``torch.save`` file of the backbone's weights.
+        pretrained_path: a local ``.safetensors`` or ``torch.save`` file of the backbone's weights,
+            or a checkpoint of this project (its backbone is taken, its head left).
         require_pretrained: raise instead of warning when the weights cannot be had.
         **kwargs: passed on to ``timm.create_model`` (``drop_rate``, ``dynamic_img_size``, ...).
     """
@@ -74,12 +76,16 @@ def create_backbone(
                 f"model.pretrained_path: file '{path}' does not exist; give a .safetensors or "
                 ".pth weights file, or set model.pretrained_path=null"
             )
+        # A checkpoint of this project: its backbone, handed to timm's own loader as a state
+        # dict (timm's pretrained_cfg "state_dict" source); the head is new.
+        ours = _checkpoint_backbone(path, name)
+        source = {"state_dict": ours} if ours is not None else {"file": str(path)}
         try:
             net = timm.create_model(
                 name,
                 pretrained=True,
                 num_classes=num_classes,
-                pretrained_cfg_overlay={"file": str(path)},
+                pretrained_cfg_overlay=source,
                 **kwargs,
             )
         except Exception as err:  # timm raises RuntimeError, KeyError, safetensors errors...
@@ -87,7 +93,10 @@ def create_backbone(
                 f"model.pretrained_path: '{path}' could not be loaded into {name}: "
                 f"{str(err).splitlines()[0]}"
             ) from err
-        _check_coverage(net, path, name)
+        shapes = (
+            {k: tuple(v.shape) for k, v in ours.items()} if ours is not None else _file_shapes(path)
+        )
+        _check_coverage(net, shapes, path, name)
         log.info("Loaded pretrained weights for %s from %s", name, path)
         return net, True
     if not pretrained:
@@ -101,8 +110,6 @@ def _file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
         with safe_open(str(path), framework="pt") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    import torch
-
     state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     for key in ("state_dict", "model", "state_dict_ema"):  # the wrappings timm also unwraps
         if isinstance(state, dict) and isinstance(state.get(key), dict):
@@ -112,11 +119,46 @@ def _file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     }
 
 
-def _check_coverage(net: nn.Module, path: Path, name: str) -> None:
+def _checkpoint_backbone(path: Path, name: str) -> dict[str, torch.Tensor] | None:
+    """The backbone weights of a checkpoint written by this project (a Lightning checkpoint
+    whose ``state_dict`` holds the network under ``net.``), its head left out; None for a
+    plain weights file. A checkpoint of another backbone is one line naming both."""
+    if path.suffix == ".safetensors":
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return None  # not a file torch reads safely: timm's loader gives the error
+    meta = ckpt.get("trainer_metadata") if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        return None
+    source = meta.get("backbone")
+    if source and source != name:
+        raise PretrainedWeightsError(
+            f"model.pretrained_path: '{path}' is a checkpoint of {source}, not of {name}; set "
+            f"model.backbone={source}, or give weights of {name}"
+        )
+    with torch.device("meta"):  # the head's parameter names, without building real weights
+        shell = timm.create_model(name, pretrained=False, num_classes=1)
+    head = {id(p) for p in shell.get_classifier().parameters()}
+    head_names = {k for k, p in shell.named_parameters() if id(p) in head}
+    return {
+        key: value
+        for key, value in (
+            (k.removeprefix("net."), v)
+            for k, v in ckpt["state_dict"].items()
+            if k.startswith("net.")
+        )
+        if key not in head_names
+    }
+
+
+def _check_coverage(
+    net: nn.Module, found: dict[str, tuple[int, ...]], path: Path, name: str
+) -> None:
     """timm loads non-strictly once the head is replaced: make sure the backbone really loaded."""
     head = {id(p) for p in net.get_classifier().parameters()}
     wanted = {k: tuple(p.shape) for k, p in net.named_parameters() if id(p) not in head}
-    found = _file_shapes(path)
     matched = sum(found.get(k) == shape for k, shape in wanted.items())
     if matched < 0.9 * len(wanted):
         raise PretrainedWeightsError(
@@ -158,14 +200,27 @@ def _from_hub(
         hf.HF_HUB_OFFLINE = was_offline
 
 
-def preprocessing_of(net: nn.Module, input_size: int | None = None) -> dict[str, Any]:
+def input_size_for(name: str, side: int | None, multiple: int = 32) -> int:
+    """An input side for images of about ``side`` pixels: rounded to ``multiple`` (a CNN's
+    stride, two ViT patches) and kept between ``multiple`` and the backbone's pretrained size
+    (above it a pretrained network sees its objects at scales it never learned, for more
+    compute). ``side`` None: the pretrained size."""
+    cfg = timm.get_pretrained_cfg(name)
+    pretrained = int((getattr(cfg, "input_size", None) or (3, 224, 224))[-1])
+    if side is None:
+        return pretrained
+    return int(min(pretrained, max(multiple, multiple * round(side / multiple))))
+
+
+def preprocessing_of(net: nn.Module, input_size: int | str | None = None) -> dict[str, Any]:
     """What every consumer of the model (training, eval, export, serving) must do to an image.
 
     Mean, std and interpolation come from the backbone's pretrained config (timm's data config);
     the input is a square resize of the whole image (no crop: a defect at the edge must stay).
     """
     cfg = timm.data.resolve_data_config({}, model=net)
-    side = int(input_size or cfg["input_size"][-1])
+    auto = input_size in (None, "auto")  # auto without data (train.py resolves it from the data)
+    side = int(cfg["input_size"][-1] if auto else input_size)
     return {
         "input_size": [3, side, side],
         "resize": [side, side],

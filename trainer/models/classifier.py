@@ -12,11 +12,11 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from trainer.metrics.split import MeanLoss, SplitMetrics
 from trainer.models.backbone import create_backbone, preprocessing_of
+from trainer.models.loss import check_loss, classification_loss
 
 PER_CLASS_LOG_LIMIT = 32  # classes up to which each class's AUROC is logged every epoch
 
@@ -28,9 +28,12 @@ class ImageClassifier(L.LightningModule):
         backbone: timm model name.
         class_names: the dataset's classes, in label order; stored in every checkpoint.
         pretrained, pretrained_path, require_pretrained: see ``create_backbone``.
-        input_size: square input side; None takes the backbone's pretrained size.
+        input_size: square input side; None takes the backbone's pretrained size, and so does
+            "auto" here (train.py resolves auto from the training images first).
         drop_rate: dropout before the classifier.
         label_smoothing: cross-entropy label smoothing.
+        loss: cross_entropy | focal (``trainer/models/loss.py``).
+        focal_gamma: focal loss's exponent (0: cross-entropy).
         freeze_backbone_epochs: epochs that train the head only (applied by BackboneFreeze).
         backbone_lr_ratio: backbone lr as a share of the head's.
         compile: torch.compile the network.
@@ -49,9 +52,11 @@ class ImageClassifier(L.LightningModule):
         pretrained: bool = True,
         pretrained_path: str | None = None,
         require_pretrained: bool = False,
-        input_size: int | None = None,
+        input_size: int | str | None = None,
         drop_rate: float = 0.0,
         label_smoothing: float = 0.0,
+        loss: str = "cross_entropy",
+        focal_gamma: float = 2.0,
         freeze_backbone_epochs: int = 0,
         backbone_lr_ratio: float = 0.1,
         compile: bool = False,
@@ -62,6 +67,7 @@ class ImageClassifier(L.LightningModule):
         good_class: str | None = "good",
     ) -> None:
         super().__init__()
+        check_loss(loss, focal_gamma)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.class_names = list(class_names)
         self.net, self.pretrained_loaded = create_backbone(
@@ -138,7 +144,8 @@ class ImageClassifier(L.LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor], metrics: SplitMetrics) -> tuple[Tensor, Tensor]:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        hp = self.hparams
+        loss = classification_loss(logits, y, hp.loss, hp.label_smoothing, hp.focal_gamma)
         metrics.update(logits.detach(), y)
         return loss, logits
 

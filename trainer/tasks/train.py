@@ -19,9 +19,10 @@ from trainer.checkpoint.atomic_io import with_atomic_io
 from trainer.checkpoint.finetune import check_finetune_options, load_parent
 from trainer.checkpoint.read import check_resumable, kept_model_metrics
 from trainer.checkpoint.resume import resolve_ckpt_path
-from trainer.data.checks.contract import contract_before_training
+from trainer.data.checks.contract import contract_before_training, run_policy
+from trainer.data.image_folder import typical_side
 from trainer.evaluation.final import finish_training
-from trainer.models.backbone import check_name
+from trainer.models.backbone import check_name, input_size_for
 from trainer.utils.device import default_precision, on_gpu
 from trainer.utils.distributed import (
     apply_batch_rule,
@@ -82,8 +83,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     class_names = datamodule.class_names
     ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path, or the run folder's newest (resume=auto)
+    input_size = cfg.model.get("input_size")
+    if input_size == "auto":  # from the training images, within the backbone's range
+        side = typical_side(datamodule.scan.splits.get("train", []))
+        input_size = input_size_for(cfg.model.backbone, side)
+        log.info(
+            "model.input_size=auto: training images of median side %s px: input %d px "
+            "(model.input_size=N to choose)",
+            side,
+            input_size,
+        )
     model = hydra.utils.instantiate(
         cfg.model,
+        input_size=input_size,
         class_names=class_names,
         good_class=cfg.data.get("good_class"),
         # weights come from the parent: no hub look-up
@@ -97,11 +109,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         parent = load_parent(model, cfg.finetune_from, reset_head=reset, datamodule=datamodule)
     data_summary = datamodule.summary()  # its fingerprint also goes into the data contract
     data_contract = contract_before_training(cfg, datamodule, data_summary["fingerprint"])
+    order = datamodule.choose_order(run_policy(cfg).max_imbalance)  # data.sampler=auto
     datamodule.set_preprocessing(model.preprocessing)
     model.run_metadata = {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "lineage": lineage(cfg.paths.root_dir),
-        "data": data_summary,
+        "data": {**data_summary, "sampler": order},
     }
     if data_contract:
         model.run_metadata["data_contract"] = data_contract

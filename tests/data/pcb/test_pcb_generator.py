@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from trainer.data.image_folder import SPLITS
 from trainer.data.pcb import (
     CLASSES,
+    PRODUCTS,
     PCBSpec,
     class_counts,
     generate_dataset,
@@ -183,15 +185,54 @@ def test_cli_generates_where_data_pcb_finds_it(tmp_path: Path) -> None:
     assert taken.returncode == 2 and "is not the PCB dataset" in taken.stderr
 
 
+@pytest.mark.parametrize("product", sorted(PRODUCTS))
 @pytest.mark.parametrize("label", CLASSES[1:])
-def test_defect_is_visible_inside_its_box(label: str) -> None:
+def test_defect_is_visible_inside_its_box(label: str, product: str) -> None:
     for index in range(6):
         seed = [11, CLASSES.index(label), index]
-        img, box = _render(np.random.default_rng(seed), label, 128)
-        clean, _ = _render(np.random.default_rng(seed), label, 128, with_defect=False)
-        assert img.tobytes() == render_board(np.random.default_rng(seed), label, 128)[0].tobytes()
+        img, box = _render(np.random.default_rng(seed), label, 128, product=product)
+        clean, _ = _render(
+            np.random.default_rng(seed), label, 128, with_defect=False, product=product
+        )
+        again = render_board(np.random.default_rng(seed), label, 128, product)[0]
+        assert img.tobytes() == again.tobytes()
         diff = np.abs(np.asarray(img, float) - np.asarray(clean, float)).sum(-1)
         inside = np.zeros(diff.shape, bool)
         inside[box[1] : box[3], box[0] : box[2]] = True
         assert diff[inside].mean() > 15, (label, index, diff[inside].mean())
         assert diff[~inside].mean() < 1.0, (label, index, diff[~inside].mean())
+
+
+# sha256 of these 8 boards and their boxes as the generator drew them before products existed
+# (computed with that commit's code, 58c2361): product a must stay that board, so that every set
+# made before keeps its images under its old name.
+BEFORE_PRODUCTS = "2d6da330bd906f8c18ec4fa2170134e94cb8ac85aecd6571c08f15c91562a34b"
+
+
+def test_product_a_is_the_board_of_before() -> None:
+    digest = hashlib.sha256()
+    for i, label in enumerate(CLASSES * 2):
+        img, box = render_board(np.random.default_rng([0, 2, i]), label, 64)
+        digest.update(img.tobytes())
+        digest.update(repr(box).encode())
+    assert digest.hexdigest() == BEFORE_PRODUCTS
+    assert PCBSpec().digest() == "79e06ee18a" == PCBSpec(product="a").digest()
+
+
+def test_products_are_other_boards_with_the_same_classes() -> None:
+    boards = {
+        product: np.asarray(render_board(np.random.default_rng([5, 0, 1]), "good", 64, product)[0])
+        for product in PRODUCTS
+    }
+    means = {product: board.reshape(-1, 3).mean(0) for product, board in boards.items()}
+    assert means["b"][2] > means["b"][1] and means["c"][0] > means["c"][1]  # blue, red masks
+    assert means["a"][1] > means["a"][2]  # green
+    assert len({PCBSpec(product=p).digest() for p in PRODUCTS}) == len(PRODUCTS)
+
+
+def test_an_unknown_product_is_one_line(tmp_path) -> None:
+    from trainer.data.datamodule import PCBDataModule
+    from trainer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.generator: product must be one of a, b, c"):
+        PCBDataModule(generator={"product": "z"}, root=tmp_path)

@@ -12,6 +12,7 @@ _EXPORTS = {
     "Policy": "policy",
     "load_contract": "contract",
     "contract_before_training": "contract",
+    "run_policy": "contract",
     "write_contract": "contract",
     "check_batch": "drift",
 }

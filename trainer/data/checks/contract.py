@@ -167,22 +167,26 @@ def load_contract(source: str | Path) -> dict[str, Any]:
     return contract
 
 
+def run_policy(cfg: Any) -> Policy:
+    """The run's data-check policy: ``cfg.validation`` when composed, else the defaults."""
+    from omegaconf import OmegaConf
+
+    policy_cfg = cfg.get("validation")
+    return Policy.from_config(
+        OmegaConf.to_container(policy_cfg, resolve=True) if policy_cfg else None
+    )
+
+
 def contract_before_training(cfg: Any, datamodule: Any, fingerprint: str) -> dict[str, Any] | None:
     """What ``train.py`` calls: check as ``cfg.data.validate`` says, write the run's contract.
 
     The policy is ``cfg.validation`` when the run composes one (``+validation=default``), else
     the defaults; only global rank zero writes ``data_contract.json`` into the run folder.
     """
-    from omegaconf import OmegaConf
-
     from trainer.utils.distributed import env_rank_is_zero
 
-    policy_cfg = cfg.get("validation")
-    policy = Policy.from_config(
-        OmegaConf.to_container(policy_cfg, resolve=True) if policy_cfg else None
-    )
     contract = check_before_training(
-        datamodule, cfg.data.get("validate", "warn"), fingerprint, policy
+        datamodule, cfg.data.get("validate", "warn"), fingerprint, run_policy(cfg)
     )
     if contract is not None and env_rank_is_zero():
         path = write_contract(contract, cfg.paths.output_dir)

@@ -372,8 +372,9 @@ def _class_checks(
         out.add(
             "imbalance",
             f"train has {counts['train'][largest]} '{largest}' but {counts['train'][smallest]} "
-            f"'{smallest}' ({ratio:.1f}x, above {policy.max_imbalance:g}): weight the loss or "
-            "watch F1, not accuracy",
+            f"'{smallest}' ({ratio:.1f}x, above {policy.max_imbalance:g}): training samples the "
+            "classes equally (data.sampler=auto, or balanced); judge by balanced accuracy and "
+            "the pass/fail figures, not accuracy",
         )
     return ratio
 

@@ -3,8 +3,9 @@
 ``PCBSpec`` says what to generate (``spec``: settings, classes, counts, digest and folder name);
 ``generate_dataset`` writes the set (``write``). A board is a scene (``scene``: components at a
 jittered fixed layout, traces), one defect (``defects``: missing, misplaced, solder bridge) and a
-rendering under camera nuisance (``render``: pose, lighting, colour cast, blur, noise). Each
-module imports only those before it (spec <- scene <- defects <- render <- write).
+rendering under camera nuisance (``render``: pose, lighting, colour cast, blur, noise), of one
+of the board designs of ``products``. Each module imports only those before it (products <- spec
+<- scene <- defects <- render <- write).
 
     from trainer.data.pcb import PCBSpec, generate_dataset, generated_folder
 
@@ -21,6 +22,7 @@ _EXPORTS = {
     "class_counts": "spec",
     "smallest_split": "spec",
     "generated_folder": "spec",
+    "PRODUCTS": "products",
     "render_board": "render",
     "generate_dataset": "write",
     "SPLITS": "write",  # trainer.data.image_folder.SPLITS, the one definition

@@ -16,15 +16,16 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from trainer.data.pcb.defects import _sample_defect
+from trainer.data.pcb.products import DEFAULT_PRODUCT, PRODUCTS, Product
 from trainer.data.pcb.scene import _BASE, _MARGIN, Op, Pt, _bounds, _Component, _decor, _jit, _scene
 from trainer.data.pcb.spec import CLASSES
 
 _SS = 2  # supersampling factor: cheap anti-aliasing for the polygon drawing
 
 
-def _palette(rng: np.random.Generator) -> dict:
-    mask = np.array([rng.uniform(15, 40), rng.uniform(85, 125), rng.uniform(35, 65)])
-    pad = (205, 165, 75) if rng.random() < 0.6 else (178, 178, 172)
+def _palette(rng: np.random.Generator, product: Product) -> dict:
+    mask = np.array([rng.uniform(*channel) for channel in product.mask])
+    pad = (205, 165, 75) if rng.random() < product.gold_pads else (178, 178, 172)
     copper = np.array([190.0, 140.0, 60.0])
     trace = mask + rng.uniform(0.3, 0.45) * (copper - mask)
     return {
@@ -68,19 +69,28 @@ def _component_ops(comp: _Component) -> list[Op]:
 
 
 def _render(
-    rng: np.random.Generator, label: str, image_size: int, with_defect: bool = True
+    rng: np.random.Generator,
+    label: str,
+    image_size: int,
+    with_defect: bool = True,
+    product: str = DEFAULT_PRODUCT,
 ) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
     """Render a board; `with_defect=False` draws the identical board minus its defect (for tests)."""
     if label not in CLASSES:
         raise ValueError(f"unknown label {label!r}; expected one of {CLASSES}")
-    pal = _palette(rng)
-    comps = _scene(rng)
+    design = PRODUCTS[product]
+    pal = _palette(rng, design)
+    comps = _scene(rng, design)
     decor = _decor(rng, comps, pal)
     defect = _sample_defect(rng, label, comps)
     theta = math.radians(rng.uniform(-3, 3))
     tx, ty = rng.uniform(-4, 4, 2)
-    gain, grad, grad_dir = rng.uniform(0.8, 1.2), rng.uniform(0, 0.25), rng.uniform(0, 2 * math.pi)
-    cast, blur, sigma = rng.uniform(0.9, 1.1, 3), rng.uniform(0, 0.8), rng.uniform(1, 6)
+    gain, grad, grad_dir = (
+        rng.uniform(*design.gain),
+        rng.uniform(0, 0.25),
+        rng.uniform(0, 2 * math.pi),
+    )
+    cast, blur, sigma = rng.uniform(*design.cast, 3), rng.uniform(0, 0.8), rng.uniform(1, 6)
 
     s = image_size / _BASE
     side = math.ceil((_BASE + 2 * _MARGIN) * s)
@@ -152,7 +162,8 @@ def _render(
 
 
 def render_board(
-    rng: np.random.Generator, label: str, image_size: int
+    rng: np.random.Generator, label: str, image_size: int, product: str = DEFAULT_PRODUCT
 ) -> tuple[Image.Image, tuple[int, int, int, int] | None]:
-    """One RGB board of the given class and its defect box (x0, y0, x1, y1; x1/y1 exclusive)."""
-    return _render(rng, label, image_size)
+    """One RGB board of the given class and product, and its defect box (x0, y0, x1, y1; x1/y1
+    exclusive)."""
+    return _render(rng, label, image_size, product=product)

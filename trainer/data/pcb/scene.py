@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainer.data.pcb.products import Product
+
 _BASE = 128.0  # layout units: one unit is one pixel of a 128 px image
 _MARGIN = 12.0  # board drawn beyond the frame so nuisance rotation/translation never shows an edge
 
@@ -127,27 +129,36 @@ def _make_passive(rng: np.random.Generator, center: Pt, angle: float) -> _Compon
     return _Component(center, angle, length + 3, parts, pads)
 
 
-# (kind, centre, base angle, pins) at 128-unit scale; the last slot is only sometimes populated.
-_LAYOUT = [
-    ("ic", (40, 42), 0, 5),
-    ("ic", (90, 90), 90, 4),
-    ("passive", (94, 28), 0, 0),
-    ("passive", (28, 94), 90, 0),
-    ("passive", (60, 104), 0, 0),
-    ("passive", (112, 54), 90, 0),
-    ("passive", (62, 70), 0, 0),
-]
+def _make_can(rng: np.random.Generator, center: Pt, angle: float) -> _Component:
+    """An electrolytic capacitor: a square plastic base under a round aluminium can with its
+    polarity stripe; two pads under the base's edges."""
+    side = float(rng.uniform(15, 18))
+    base = _jit(rng, (40, 40, 44), 8)
+    can = _jit(rng, (185, 188, 195), 12)
+    stripe = _jit(rng, (30, 40, 110), 12)
+    parts = [
+        _Part("poly", tuple(_rect(side, side)), base),
+        _Part("circle", (0.0, 0.0, side * 0.42), can),
+        _Part("poly", tuple(_rect(side * 0.16, side * 0.6, -side * 0.24)), stripe),
+    ]
+    pads = [
+        _bounds(_rotated(_rect(5, side + 2, s * (side / 2 - 1)), center, angle)) for s in (-1, 1)
+    ]
+    return _Component(center, angle, side + 3, parts, pads)
 
 
-def _scene(rng: np.random.Generator) -> list[_Component]:
-    """The board's components: fixed slots with +-2 px jitter and random passive types."""
+def _scene(rng: np.random.Generator, product: Product) -> list[_Component]:
+    """The board's components: the product's slots with +-2 px jitter, random passive types."""
     comps = []
-    for i, (kind, (cx, cy), angle, pins) in enumerate(_LAYOUT):
-        if i == len(_LAYOUT) - 1 and rng.random() < 0.5:
+    layout = product.layout
+    for i, (kind, (cx, cy), angle, pins) in enumerate(layout):
+        if i == len(layout) - 1 and rng.random() < 0.5:
             continue
         center = (cx + rng.uniform(-2, 2), cy + rng.uniform(-2, 2))
         if kind == "ic":
             comps.append(_make_ic(rng, center, angle, pins))
+        elif kind == "can":
+            comps.append(_make_can(rng, center, angle))
         else:
             comps.append(_make_passive(rng, center, angle))
     return comps

@@ -28,8 +28,13 @@ class PCBSpec:
     num_test: int = 400
     good_fraction: float = 0.4
     seed: int = 0
+    product: str = "a"  # a board design of trainer/data/pcb/products.py
 
     def __post_init__(self) -> None:
+        from trainer.data.pcb.products import PRODUCTS
+
+        if self.product not in PRODUCTS:
+            raise ValueError(f"product must be one of {', '.join(PRODUCTS)}, got {self.product!r}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {self.image_size}")
         for name in ("num_train", "num_val", "num_test"):
@@ -42,7 +47,10 @@ class PCBSpec:
 
     def digest(self) -> str:
         """Short stable hash of the spec and generator version, to detect stale datasets."""
-        payload = json.dumps({"v": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        fields = asdict(self)
+        if fields["product"] == "a":  # the sets made before products existed keep their names
+            del fields["product"]
+        payload = json.dumps({"v": GENERATOR_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:10]
 
 

@@ -31,9 +31,9 @@ def _labels(spec: PCBSpec, split_id: int, n: int) -> list[str]:
     return [labels[i] for i in order]
 
 
-def _render_job(job: tuple[int, int, int, str, int, str]) -> dict:
-    seed, split_id, index, label, size, folder = job
-    img, box = render_board(np.random.default_rng([seed, split_id, index]), label, size)
+def _render_job(job: tuple[int, int, int, str, int, str, str]) -> dict:
+    seed, split_id, index, label, size, folder, product = job
+    img, box = render_board(np.random.default_rng([seed, split_id, index]), label, size, product)
     rel = f"{SPLITS[split_id]}/{label}/{SPLITS[split_id]}_{index:05d}.png"
     img.save(Path(folder) / rel, optimize=False)
     return {
@@ -82,7 +82,9 @@ def generate_dataset(
             for c in CLASSES:
                 (tmp / split / c).mkdir(parents=True)
             for index, label in enumerate(_labels(spec, split_id, n)):
-                jobs.append((spec.seed, split_id, index, label, spec.image_size, str(tmp)))
+                jobs.append(
+                    (spec.seed, split_id, index, label, spec.image_size, str(tmp), spec.product)
+                )
         images = []
         with contextlib.ExitStack() as stack:
             results = map(_render_job, jobs)
