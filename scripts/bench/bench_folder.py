@@ -11,7 +11,7 @@ from random weights (no weights reach this machine; ours warns and does the same
 ours chose (read from its checkpoint), the same epochs and batch, AdamW at 1e-3 with a one-cycle
 schedule, no augmentation; it tests the weights of its last epoch. Ours tests its best checkpoint.
 
-    python scripts/bench/bench_folder.py                  # both sets, about 3 minutes on 2 cores
+    python scripts/bench/bench_folder.py                  # both sets, about 2.5 minutes on 2 cores
     python scripts/bench/bench_folder.py --sets lfw --repeats 3
 Writes ``<out>/folder.json``: {"rows": [{"set", "ours_test_acc", "raw_test_acc", "ours_seconds",
 "raw_seconds", "input_size", "epochs"}]}.

@@ -12,7 +12,7 @@ Remedies (``--remedies``):
   focal           data.sampler=shuffle model.loss=focal: easy images weigh less
   balanced_auroc  balanced, and the best checkpoint and early stopping by val/auroc_pass_fail
 
-Example (the README's table; about 3 minutes a row on a 2-core CPU):
+Example (the README's table; 5 to 8 minutes a row on a 2-core CPU):
     python scripts/studies/imbalance_baseline.py
     python scripts/studies/imbalance_baseline.py --good-fractions 0.95 --remedies plain balanced
 Writes ``<out>/table.json``: {"rows": [{"good_fraction", "model", "seconds", <metrics>}], "counts"}.

@@ -13,7 +13,7 @@
 Writes ``<out>/transfer.json`` ({"rows": [{"train_images", "scratch_test_acc",
 "transfer_test_acc", "scratch_seconds", "transfer_seconds"}], ...}) and ``<out>/transfer.png``.
 
-    python scripts/studies/transfer_benchmark.py                 # about 12 minutes on 2 CPU cores
+    python scripts/studies/transfer_benchmark.py                 # about 20 minutes on 2 CPU cores
     python scripts/studies/transfer_benchmark.py --source outputs/train/runs/<time>/checkpoints/epoch_007.ckpt
 """
 
