@@ -213,18 +213,30 @@ def test_input_size_auto_follows_the_training_images(tiny_cfg, tmp_path: Path, c
             Image.fromarray(rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)).save(
                 root / name / f"{i}.png"
             )
-    cfg = tiny_cfg(
+    overrides = (
         "data=folder",
         f"data.root={root}",
         "model.input_size=auto",
         "test=false",
         "data.good_class=null",
     )
+    cfg = tiny_cfg(*overrides)
     with caplog.at_level("INFO", logger="trainer.tasks.train"):
         train(cfg)
     assert "median side 73 px: input 64 px" in caplog.text
-    ckpt = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
-    assert ckpt["trainer_metadata"]["preprocessing"]["input_size"] == [3, 64, 64]
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert load_checkpoint(last)["trainer_metadata"]["preprocessing"]["input_size"] == [3, 64, 64]
+    # the folder grows with larger images (median 150 px): the resumed run keeps its 64 px
+    for name in ("a", "b"):
+        for i in range(30):
+            Image.fromarray(rng.integers(0, 255, (150, 150, 3), dtype=np.uint8)).save(
+                root / name / f"big{i}.png"
+            )
+    caplog.clear()
+    with caplog.at_level("INFO", logger="trainer.tasks.train"):
+        train(tiny_cfg(*overrides, f"ckpt_path={last}", "trainer.max_epochs=2"))
+    assert "64 px, the size of the run it resumes" in caplog.text
+    assert load_checkpoint(last)["trainer_metadata"]["preprocessing"]["input_size"] == [3, 64, 64]
 
 
 def test_the_input_size_auto_rule() -> None:

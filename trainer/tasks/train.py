@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trainer.checkpoint.atomic_io import with_atomic_io
 from trainer.checkpoint.finetune import check_finetune_options, load_parent
-from trainer.checkpoint.read import check_resumable, kept_model_metrics
+from trainer.checkpoint.read import check_resumable, checkpoint_metadata, kept_model_metrics
 from trainer.checkpoint.resume import resolve_ckpt_path
 from trainer.data.checks.contract import contract_before_training, run_policy
 from trainer.data.image_folder import typical_side
@@ -84,7 +84,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     class_names = datamodule.class_names
     ckpt_path = resolve_ckpt_path(cfg)  # ckpt_path, or the run folder's newest (resume=auto)
     input_size = cfg.model.get("input_size")
-    if input_size == "auto":  # from the training images, within the backbone's range
+    if input_size == "auto" and ckpt_path:  # a run continued keeps its input, whatever the data
+        input_size = int(checkpoint_metadata(ckpt_path)["preprocessing"]["input_size"][-1])
+        log.info("model.input_size=auto: %d px, the size of the run it resumes", input_size)
+    elif input_size == "auto":  # from the training images, within the backbone's range
         side = typical_side(datamodule.scan.splits.get("train", []))
         input_size = input_size_for(cfg.model.backbone, side)
         log.info(
