@@ -31,3 +31,9 @@ def test_constant_tensor_is_one_bucket_and_tensorboard_reads_it(tmp_path) -> Non
     acc = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0}).Reload()
     (event,) = acc.Histograms("weights/w")
     assert event.step == 3 and event.histogram_value.num == 7
+
+
+def test_non_finite_weights_are_left_out_not_fatal() -> None:
+    summary = histogram_summary(torch.tensor([1.0, float("nan"), 3.0, float("inf")]), bins=2)
+    assert summary["num"] == 2 and summary["bucket_counts"] == [1.0, 1.0]
+    assert histogram_summary(torch.tensor([float("nan")]), bins=4) is None

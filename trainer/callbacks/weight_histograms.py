@@ -8,7 +8,7 @@ import torch
 from trainer.utils.loggers import tensorboard_writer
 
 
-def histogram_summary(values: torch.Tensor, bins: int) -> dict:
+def histogram_summary(values: torch.Tensor, bins: int) -> dict | None:
     """The fields of TensorBoard's histogram summary, counted in torch.
 
     Why not ``SummaryWriter.add_histogram``: it converts each tensor to NumPy and bins it there,
@@ -16,6 +16,9 @@ def histogram_summary(values: torch.Tensor, bins: int) -> dict:
     ``torch.histc`` over the same range gives the same summary in a fraction of that.
     """
     flat = values.detach().float().flatten()
+    flat = flat[flat.isfinite()]  # NaN or inf weights (a diverged run) must not stop training
+    if flat.numel() == 0:
+        return None
     low, high = float(flat.min()), float(flat.max())
     if high <= low:  # a constant tensor: one bucket holding all of it
         high = low + 1e-12
@@ -45,8 +48,8 @@ class WeightHistograms(L.Callback):
             return
         with torch.no_grad():
             for name, param in pl_module.net.named_parameters():
-                writer.add_histogram_raw(
-                    f"weights/{name}",
-                    **histogram_summary(param, self.bins),
-                    global_step=trainer.current_epoch,
-                )
+                summary = histogram_summary(param, self.bins)
+                if summary is not None:
+                    writer.add_histogram_raw(
+                        f"weights/{name}", **summary, global_step=trainer.current_epoch
+                    )
