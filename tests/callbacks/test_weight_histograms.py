@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from trainer.callbacks.weight_histograms import histogram_summary
+from trainer.callbacks.weight_histograms import WeightHistograms, histogram_summary
+from trainer.errors import ConfigError
 
 
 def test_summary_matches_numpy() -> None:
@@ -37,3 +39,8 @@ def test_non_finite_weights_are_left_out_not_fatal() -> None:
     summary = histogram_summary(torch.tensor([1.0, float("nan"), 3.0, float("inf")]), bins=2)
     assert summary["num"] == 2 and summary["bucket_counts"] == [1.0, 1.0]
     assert histogram_summary(torch.tensor([float("nan")]), bins=4) is None
+
+
+def test_bins_below_one_is_one_line_naming_the_option() -> None:
+    with pytest.raises(ConfigError, match="callbacks.weight_histograms.bins=0"):
+        WeightHistograms(bins=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from trainer.errors import ConfigError
 from trainer.utils.loggers import tensorboard_writer
 
 
@@ -39,6 +40,10 @@ class WeightHistograms(L.Callback):
     """Log each parameter's distribution every ``every_n_epochs`` epochs (rank zero only)."""
 
     def __init__(self, every_n_epochs: int = 1, bins: int = 64) -> None:
+        if bins < 1:
+            raise ConfigError(
+                f"callbacks.weight_histograms.bins={bins}: give a whole number of buckets >= 1"
+            )
         self.every_n_epochs = max(1, every_n_epochs)
         self.bins = bins
 
