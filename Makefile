@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ARGS   ?=
 
-.PHONY: help install train eval explain history test test-fast test-slurm lint format validate dataset export serve tensorboard clean bench
+.PHONY: help install train eval predict explain history test test-fast test-slurm lint format validate dataset export serve tensorboard clean bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ serve: install  ## python -m trainer.serve $(BUNDLE) $(ARGS): serve a bundle on 
 
 eval: install  ## python eval.py $(ARGS): evaluate a checkpoint (ARGS="ckpt_path=... 'gate.min={test/f1:0.95}'")
 	$(PY) eval.py $(ARGS)
+
+predict: install  ## python predict.py $(ARGS): score unlabelled images (ARGS="ckpt_path=... images=DIR|FILE|GLOB [overlay=true]")
+	$(PY) predict.py $(ARGS)
 
 explain: install  ## python scripts/explain.py ckpt_path=$(CKPT) $(ARGS): feature maps, Grad-CAM, worst mistakes
 	@test -n "$(CKPT)" || { echo "make explain: give CKPT=path/to/checkpoint.ckpt" >&2; exit 2; }

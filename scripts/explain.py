@@ -4,7 +4,9 @@ Writes, for each image, the board, its Grad-CAM for the predicted class and the 
 of every backbone stage (``<nn>_<name>.png``), all boards with their Grad-CAM (``gradcam.png``),
 the worst mistakes of the checkpoint's test split (``worst_mistakes.png`` and ``.json``), and
 with ``pointing_game=true`` the pointing game over the split's defect boxes (printed and in
-``pointing_game.json``). See configs/explain.yaml.
+``pointing_game.json``). See configs/explain.yaml. For an anomaly model (model=patchcore) its
+anomaly map takes Grad-CAM's place (``anomaly_maps.png``; the pointing game on every defect
+image), and there are no worst mistakes.
 
 Examples:
     python scripts/explain.py ckpt_path=outputs/train/runs/<time>/checkpoints/epoch_007.ckpt

@@ -4,6 +4,7 @@ Examples:
     python scripts/export.py ckpt_path=outputs/train/runs/<time>/checkpoints/epoch_007.ckpt
     python scripts/export.py ckpt_path=last.ckpt out=bundles/pcb images=data/new_boards
     python scripts/export.py ckpt_path=last.ckpt out=bundles/pcb force=true max_images=8
+    python scripts/export.py ckpt_path=last.ckpt quantize=int8     # int8, gated like fp32
 
 Every key is in configs/export.yaml. The bundle is written only when the ONNX model agrees with
 the checkpoint on real images (see trainer/export/parity.py). Exit code: 0 written, 2 bad input

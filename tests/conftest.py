@@ -29,6 +29,7 @@ TINY = [
     "callbacks.rich_progress_bar=null",
     "callbacks.rich_model_summary=null",
     "print_config=false",
+    "report_html=false",  # a second a run; tests/evaluation/test_html_report.py turns it on
 ]
 TINY_BOARDS = [
     "data.generator.image_size=64",

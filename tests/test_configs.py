@@ -12,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
 from tests.conftest import CONFIGS, TINY, TINY_BOARDS, compose_cfg
+from trainer.errors import ConfigError
 
 
 def options(group: str) -> list[str]:
@@ -49,6 +50,7 @@ CALLBACKS = [
     "rich_progress_bar",
     "rich_model_summary",
 ]
+OPT_IN = ["anomaly_maps"]  # switched on by an experiment (experiment=pcb_anomaly), not by default
 
 
 def _built(cfg) -> list[str]:  # noqa: ANN001 - a DictConfig
@@ -58,7 +60,7 @@ def _built(cfg) -> list[str]:  # noqa: ANN001 - a DictConfig
 
 
 def test_default_callbacks_are_one_file_each(tmp_path: Path) -> None:
-    assert options("callbacks") == sorted([*CALLBACKS, "none"])
+    assert options("callbacks") == sorted([*CALLBACKS, *OPT_IN, "none"])
     cfg = compose_cfg([], tmp_path)
     assert list(cfg.callbacks) == CALLBACKS
     assert all("_target_" in cfg.callbacks[name] for name in CALLBACKS)
@@ -121,13 +123,33 @@ def test_experiment_and_hparams_compose(tmp_path: Path) -> None:
     assert cfg.model.backbone == "resnet10t"
 
 
-@pytest.mark.parametrize("model", options("model"))
+CLASSIFIERS = [m for m in options("model") if m != "patchcore"]
+
+
+@pytest.mark.parametrize("model", CLASSIFIERS)
 def test_every_model_builds(model: str, tmp_path: Path) -> None:
     cfg = compose_cfg([f"model={model}", "model.pretrained=false", "model.input_size=64"], tmp_path)
     net = hydra.utils.instantiate(cfg.model, class_names=["good", "bad"])
     assert net.preprocessing["input_size"] == [3, 64, 64]
     logits = net(net.example_input_array)
     assert tuple(logits.shape) == (1, 2)
+
+
+def test_anomaly_experiment_builds_patchcore(tmp_path: Path) -> None:
+    cfg = compose_cfg(["experiment=pcb_anomaly", "model.pretrained=false"], tmp_path)
+    assert list(cfg.data.train_classes) == ["good"] and cfg.trainer.max_epochs == 1
+    assert list(cfg.callbacks)[-1] == "anomaly_maps" and cfg.callbacks.model_checkpoint
+    net = hydra.utils.instantiate(cfg.model, class_names=["good", "bad"], input_size=64)
+    scores, maps = net(net.example_input_array)  # before fitting: zeros, the right shapes
+    assert scores.shape == (1,) and maps.shape == (1, 1, 64, 64)
+
+
+def test_a_classifier_experiment_on_patchcore_is_one_line(tmp_path: Path) -> None:
+    from trainer.tasks.train import instantiate_model
+
+    cfg = compose_cfg(["model=patchcore", "model.pretrained=false"], tmp_path)  # + pcb_defect
+    with pytest.raises(ConfigError, match=r"model\.\w+: .*PatchCore takes no such option"):
+        instantiate_model(cfg, class_names=["good", "bad"], input_size=64)
 
 
 def test_trainer_configs_instantiate(tmp_path: Path) -> None:

@@ -1,17 +1,22 @@
-"""Benchmark serving on this machine: model latency (ONNX Runtime against PyTorch eager) and
-the HTTP server under a bounded load from this separate process.
+"""Benchmark serving on this machine: model latency (ONNX Runtime against PyTorch eager, int8
+against float32) and the HTTP server under a bounded load from this separate process.
 
 Examples:
     python scripts/bench/bench_serve.py                       # resnet18 at 96 px, random weights
     python scripts/bench/bench_serve.py --ckpt outputs/train/runs/<time>/checkpoints/epoch_007.ckpt
     python scripts/bench/bench_serve.py --requests 2000 --concurrency 8 --out outputs/serve.json
 
+Two bundles of the checkpoint are exported: float32 and int8 (``quantize=int8``, its gate
+included: calibrated on the checkpoint's train split, recall on its val split; the random
+checkpoint's data is a small generated board set).
+
 1. Latency: batch 1, uint8 input, normalisation included on both sides; eager and every ONNX
-   Runtime setting (intra-op threads x graph optimisation level) measured in alternating rounds
-   so that load from other processes hits them alike; the median of all runs.
-2. Server: ``python -m trainer.serve`` on a free loopback port; ``--requests`` multipart POSTs of
-   one generated board each, ``--concurrency`` at a time (httpx, asyncio), stopped at
-   ``--deadline`` seconds; throughput, p50 and p99 latency, errors.
+   Runtime setting (intra-op threads x graph optimisation level), of the float32 and of the int8
+   model, measured in alternating rounds so that load from other processes hits them alike; the
+   median of all runs.
+2. Server: ``python -m trainer.serve`` on a free loopback port, for each bundle; ``--requests``
+   multipart POSTs of one generated board each, ``--concurrency`` at a time (httpx, asyncio),
+   stopped at ``--deadline`` seconds; throughput, p50 and p99 latency, errors.
 """
 
 from __future__ import annotations
@@ -39,31 +44,46 @@ ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ["good", "misplaced_component", "missing_component", "solder_bridge"]
 
 
-def random_checkpoint(folder: Path, backbone: str, size: int) -> Path:
-    """A checkpoint of ``backbone`` with random weights, shaped as training writes them."""
+def random_checkpoint(folder: Path, backbone: str, size: int, data: dict) -> Path:
+    """A checkpoint of ``backbone`` with random weights, shaped as training writes them, whose
+    data is ``data`` (a data config)."""
     import torch
 
     from trainer.models.classifier import ImageClassifier
 
+    torch.manual_seed(0)
     model = ImageClassifier(backbone, CLASSES, pretrained=False, input_size=size)
     meta = {
         "class_names": CLASSES,
         "preprocessing": model.preprocessing,
         "backbone": backbone,
-        "config": {},
+        "config": {"data": data},
     }
     path = folder / "random.ckpt"
     torch.save({"state_dict": model.state_dict(), "trainer_metadata": meta}, path)
     return path
 
 
-def boards(folder: Path) -> list[Path]:
-    """A few generated 128 px boards (the default experiment's image size)."""
-    from trainer.data.pcb import PCBSpec, generate_dataset
+def board_data(folder: Path) -> dict:
+    """The data config of a small generated board set in ``folder``: 128 px (the default
+    experiment's image size), 64 train, 64 val, 32 test boards."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
 
-    spec = PCBSpec(image_size=128, num_train=4, num_val=4, num_test=32, seed=7)
-    root = generate_dataset(folder / "boards", spec, progress=False)
-    return sorted(root.rglob("test/*/*.png"))
+    sizes = {"image_size": 128, "num_train": 64, "num_val": 64, "num_test": 32, "seed": 7}
+    overrides = [f"paths.data_dir={folder}", *(f"data.generator.{k}={v}" for k, v in sizes.items())]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    return OmegaConf.to_container(cfg.data, resolve=True)
+
+
+def boards(data: dict) -> list[Path]:
+    """The test boards of ``data`` (generated on first use)."""
+    import hydra
+
+    datamodule = hydra.utils.instantiate(data)
+    datamodule.prepare_data()
+    return sorted(s.path for s in datamodule.scan.splits["test"])
 
 
 def timed(fn, runs: int) -> list[float]:
@@ -75,21 +95,21 @@ def timed(fn, runs: int) -> list[float]:
     return out
 
 
-def latency(ckpt: Path, folder: Path, runs: int, rounds: int) -> dict:
-    """Median batch-1 latency (ms) of eager PyTorch and of ONNX Runtime settings."""
+def latency(ckpt: Path, models: dict[str, Path], runs: int, rounds: int) -> dict:
+    """Median batch-1 latency (ms) of eager PyTorch and of ONNX Runtime settings, for each of
+    ``models`` (precision -> ONNX file)."""
     import numpy as np
     import onnxruntime as ort
     import torch
 
     from trainer.checkpoint.read import load_classifier
-    from trainer.export.onnx_export import deployable, export_onnx
+    from trainer.export.onnx_export import deployable
 
     threads = os.cpu_count() or 1
     model = load_classifier(ckpt)
     meta = model.run_metadata
     module = deployable(model)
     size = list(meta["preprocessing"]["resize"])
-    export_onnx(module, size, folder / "model.onnx")
     x = torch.randint(0, 256, (1, 3, *size), dtype=torch.uint8)
     x_np = x.numpy()
 
@@ -107,16 +127,16 @@ def latency(ckpt: Path, folder: Path, runs: int, rounds: int) -> dict:
     }
     # name -> (function, torch threads while it runs)
     candidates = {f"torch eager threads={n}": (eager, n) for n in sorted({1, threads})}
-    for n in sorted({1, threads}):
-        for name, level in levels.items():
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = n
-            opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = level
-            session = ort.InferenceSession(
-                str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"]
-            )
-            candidates[f"ort threads={n} opt={name}"] = (ort_run(session), threads)
+    for precision, path in models.items():
+        for n in sorted({1, threads}):
+            for name, level in levels.items():
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = n
+                opts.inter_op_num_threads = 1
+                opts.graph_optimization_level = level
+                session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+                prefix = "ort" if precision == "fp32" else f"ort {precision}"
+                candidates[f"{prefix} threads={n} opt={name}"] = (ort_run(session), threads)
     samples: dict[str, list[float]] = {k: [] for k in candidates}
     for _ in range(rounds):
         for key, (fn, torch_threads) in candidates.items():
@@ -135,13 +155,16 @@ def latency(ckpt: Path, folder: Path, runs: int, rounds: int) -> dict:
     def best(prefix: str) -> str:
         return min((k for k in table if k.startswith(prefix)), key=lambda k: table[k]["median_ms"])
 
+    one = "threads=1 opt=all"  # score.py's setting
     return {
         "backbone": meta["backbone"],
         "input": [1, 3, *size],
         "results": table,
-        "best_ort": best("ort"),
+        "best_ort": best("ort threads"),
         "best_eager": best("torch"),
-        "ort_over_eager": table[best("ort")]["median_ms"] / table[best("torch")]["median_ms"],
+        "ort_over_eager": table[best("ort threads")]["median_ms"]
+        / table[best("torch")]["median_ms"],
+        "int8_over_fp32": table[f"ort int8 {one}"]["median_ms"] / table[f"ort {one}"]["median_ms"],
     }
 
 
@@ -186,7 +209,9 @@ async def load(
     return latencies, errors, wall
 
 
-def serve_load(bundle: Path, files: list[Path], args: argparse.Namespace, threads: int) -> dict:
+def serve_load(
+    bundle: Path, files: list[Path], args: argparse.Namespace, threads: int, precision: str
+) -> dict:
     import numpy as np
 
     port = free_port()
@@ -214,6 +239,7 @@ def serve_load(bundle: Path, files: list[Path], args: argparse.Namespace, thread
         server.terminate()
         server.wait(timeout=30)
     return {
+        "precision": precision,
         "ort_threads_per_request": threads,
         "requests": args.requests,
         "concurrency": args.concurrency,
@@ -247,28 +273,49 @@ def main() -> None:
     load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        files = boards(tmp)
-        ckpt = Path(args.ckpt) if args.ckpt else random_checkpoint(tmp, args.backbone, args.size)
-        lat = latency(ckpt, tmp, args.runs, args.rounds)
-        bundle = export_bundle(ckpt, out=tmp / "bundle", images=files[0].parents[1])
-        servers = [serve_load(bundle, files, args, int(t)) for t in args.server_threads.split(",")]
+        data = board_data(tmp)
+        files = boards(data)
+        ckpt = (
+            Path(args.ckpt) if args.ckpt else random_checkpoint(tmp, args.backbone, args.size, data)
+        )
+        test_dir = files[0].parents[1]
+        bundles = {
+            "fp32": export_bundle(ckpt, out=tmp / "fp32", images=test_dir),
+            "int8": export_bundle(ckpt, out=tmp / "int8", images=test_dir, quantize="int8"),
+        }
+        lat = latency(
+            ckpt, {k: b / "model.onnx" for k, b in bundles.items()}, args.runs, args.rounds
+        )
+        gate = json.loads((bundles["int8"] / "manifest.json").read_text())["parity"]["int8"]
+        servers = [
+            serve_load(bundle, files, args, int(t), precision)
+            for precision, bundle in bundles.items()
+            for t in args.server_threads.split(",")
+        ]
     result = {
         "machine": f"{os.cpu_count()}-core {platform.machine()} CPU, no GPU",
         "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
         "checkpoint": args.ckpt or f"random {args.backbone}",
         "latency": lat,
+        "int8_gate": gate,
         "server": servers,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"Latency, batch 1, {lat['backbone']} {lat['input']} (median of {args.runs} runs):")
     for key, row in lat["results"].items():
-        print(f"  {key:<28} {row['median_ms']:7.2f} ms   p90 {row['p90_ms']:7.2f} ms")
+        print(f"  {key:<32} {row['median_ms']:7.2f} ms   p90 {row['p90_ms']:7.2f} ms")
     print(f"  best ONNX Runtime / best eager: {lat['ort_over_eager']:.2f}")
+    print(f"  int8 / float32, 1 thread, opt=all: {lat['int8_over_fp32']:.2f}")
+    print(
+        f"int8 gate: label agreement {gate['agreement']:.3f} on {gate['images']} images, defect "
+        f"recall {gate['defect_recall']['int8']} (float32 {gate['defect_recall']['fp32']})"
+    )
     for s in servers:
         print(
-            f"Server, ORT threads {s['ort_threads_per_request']}: {s['ok']}/{s['requests']} ok, "
+            f"Server {s['precision']}, ORT threads {s['ort_threads_per_request']}: "
+            f"{s['ok']}/{s['requests']} ok, "
             f"{s['errors']} errors, {s['throughput_rps']:.1f} req/s, p50 {s['p50_ms']:.1f} ms, "
             f"p99 {s['p99_ms']:.1f} ms (concurrency {s['concurrency']})"
         )

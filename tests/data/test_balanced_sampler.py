@@ -11,7 +11,7 @@ import torch
 
 from tests.data.test_image_folder import PRE, make_tree
 from trainer.data.datamodule import ImageFolderDataModule
-from trainer.data.sampler import EpochShuffle, balanced_weights
+from trainer.data.sampler import EpochShuffle, balanced_epoch, balanced_weights
 from trainer.errors import ConfigError
 
 LABELS = [0] * 95 + [1] * 5  # a line with 95% good
@@ -51,6 +51,25 @@ def test_under_ddp_the_ranks_share_one_balanced_draw(size: int) -> None:
     shards = [indices(EpochShuffle(size, 5, 2, rank, weights=weights), 2) for rank in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == -(-size // 2)
     padded = whole + whole[: 2 * len(shards[0]) - size]
+    assert shards[0] == padded[0::2] and shards[1] == padded[1::2]
+
+
+def test_an_oversampled_epoch_draws_every_class_as_often_as_the_largest_has_images() -> None:
+    assert balanced_epoch(LABELS) == 2 * 95  # counted by hand: 95 good, 5 rare, two classes
+    assert balanced_epoch([0, 0, 2, 2, 2]) == 2 * 3  # an absent class (1) is not drawn
+    assert balanced_epoch([]) == 0
+    draws = balanced_epoch(LABELS)
+    sampler = EpochShuffle(len(LABELS), seed=3, weights=balanced_weights(LABELS), draws=draws)
+    epoch = indices(sampler, 0)
+    assert len(sampler) == len(epoch) == 190
+    # the largest class is still shown about once an epoch (95 +- 3.5 sigma of 6.9)
+    assert abs(sum(LABELS[i] == 0 for i in epoch) - 95) < 24
+    shards = [
+        indices(EpochShuffle(len(LABELS), 3, 2, r, weights=balanced_weights(LABELS), draws=191), 0)
+        for r in (0, 1)
+    ]
+    whole = indices(EpochShuffle(len(LABELS), 3, weights=balanced_weights(LABELS), draws=191), 0)
+    padded = whole + whole[:1]
     assert shards[0] == padded[0::2] and shards[1] == padded[1::2]
 
 
@@ -104,7 +123,8 @@ def test_a_balanced_loader_feeds_the_rare_class_half_the_time(tmp_path: Path) ->
     dm.setup("fit")
     bad = dm.class_names.index("bad")
     seen = torch.cat([target for _, target in dm.train_dataloader()])
-    assert len(seen) == 64 and 20 <= int((seen == bad).sum()) <= 44  # 32 expected, 3 sigma
+    # an oversampled epoch: 2 classes x 60 (the largest) = 120 images, half of them rare
+    assert len(seen) == 120 and 44 <= int((seen == bad).sum()) <= 76  # 60 expected, 3 sigma
 
 
 def test_an_unknown_sampler_is_one_line_naming_the_option(tmp_path: Path) -> None:

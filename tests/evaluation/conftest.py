@@ -16,7 +16,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
 
     tmp = tmp_path_factory.mktemp("trained")
     cfg = compose_cfg(
-        [*TINY, *TINY_BOARDS, f"paths.data_dir={tmp / 'data'}", "trainer.max_epochs=2"], tmp
+        [
+            *TINY,
+            *TINY_BOARDS,
+            f"paths.data_dir={tmp / 'data'}",
+            "trainer.max_epochs=2",
+            "report_html=true",  # the page of training (test_html_report.py)
+        ],
+        tmp,
     )
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)

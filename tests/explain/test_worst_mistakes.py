@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from trainer.explain.mistakes import MistakeBuffer, write_worst_mistakes
+from trainer.explain.mistakes import MistakeBuffer, worst_of, write_worst_mistakes
 
 
 def test_buffer_keeps_the_most_confident_errors_only() -> None:
@@ -22,6 +22,23 @@ def test_buffer_keeps_the_most_confident_errors_only() -> None:
     assert [round(m.confidence, 2) for m in buffer.items] == [0.99, 0.8]
     assert all(m.predicted == 1 and m.label == 0 for m in buffer.items)
     assert buffer.items[1].image.dtype == torch.uint8 and int(buffer.items[1].image[0, 0, 0]) == 1
+
+
+def test_worst_of_predictions_made_equals_the_buffer() -> None:
+    """The report picks the mistakes from probabilities it has: the same as scanning them."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (40, 3, 4, 4), dtype=torch.uint8, generator=g)
+    probs = torch.rand(40, 3, generator=g).softmax(dim=1)
+    labels = torch.randint(0, 3, (40,), generator=g)
+    buffer = MistakeBuffer(5)
+    for start in range(0, 40, 16):  # batches, as a loader gives them
+        end = start + 16
+        buffer.add(images[start:end], probs[start:end], labels[start:end], first_index=start)
+    dataset = list(zip(images, labels.tolist(), strict=True))
+    picked = worst_of(probs, labels, dataset, 5)
+    assert [m.index for m in picked] == [m.index for m in buffer.items]
+    assert all(torch.equal(m.image, images[m.index]) for m in picked)
+    assert worst_of(probs, probs.argmax(dim=1), dataset, 5) == []  # every one right
 
 
 def test_write_worst_mistakes_png_and_json(pcb_root: Path, tmp_path: Path) -> None:

@@ -265,6 +265,7 @@ def test_every_config_key_reaches_export_bundle(tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(bundle, "export_bundle", lambda ckpt, **kw: seen.update(kw, ckpt=ckpt))
     keys = ["out=o", "images=i", "force=true", "parity_images=5", "max_images=3"]
     keys += ["max_bytes=1000", "max_pixels=400", "any_size=true"]
+    keys += ["quantize=int8", "calibration_dir=cal", "calibration_images=9"]
     export(compose_cfg(["ckpt_path=c.ckpt", *keys], tmp_path, config_name="export"))
     assert seen == {
         "ckpt": "c.ckpt",
@@ -272,6 +273,9 @@ def test_every_config_key_reaches_export_bundle(tmp_path: Path, monkeypatch) -> 
         "images": "i",
         "force": True,
         "parity_images": 5,
+        "quantize": "int8",
+        "calibration_dir": "cal",
+        "calibration_images": 9,
         "max_images": 3,
         "max_bytes": 1000,
         "max_pixels": 400,
@@ -285,6 +289,8 @@ def test_every_config_key_reaches_export_bundle(tmp_path: Path, monkeypatch) -> 
         None,
         None,
     )
+    int8_keys = (seen["quantize"], seen["calibration_dir"], seen["calibration_images"])
+    assert int8_keys == (None, None, 64)
     with pytest.raises(ConfigError, match="^force: 'yes' is not true or false"):
         export(compose_cfg(["ckpt_path=c.ckpt", "force=yes"], tmp_path, config_name="export"))
 

@@ -5,6 +5,7 @@
 from trainer._exports import lazy
 
 _EXPORTS = {
+    "AnomalyMaps": "anomaly_maps",
     "BackboneFreeze": "backbone_freeze",
     "EmbeddingProjector": "embedding_projector",
     "ExplainImages": "explain_images",

@@ -8,9 +8,11 @@ from trainer._exports import lazy
 _EXPORTS = {
     "load_checkpoint": "read",
     "load_classifier": "read",
+    "load_model": "read",
     "checkpoint_metadata": "read",
     "metadata_of": "read",
     "classifier_from_checkpoint": "read",
+    "anomaly_from_checkpoint": "read",
     "check_classes": "read",
     "check_resumable": "read",
     "kept_model_metrics": "read",

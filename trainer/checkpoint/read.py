@@ -88,6 +88,11 @@ def classifier_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:
     from trainer.models.classifier import ImageClassifier
 
     meta = metadata_of(ckpt, path, model=True)
+    if meta.get("kind") == "anomaly":
+        raise CheckpointError(
+            f"ckpt_path: '{path}' is an anomaly model (good images only, model=patchcore); "
+            "this command takes a classifier's checkpoint (eval.py takes both)"
+        )
     hparams = ckpt.get("hyper_parameters") or {}
     model_cfg = (meta.get("config") or {}).get("model") or {}
     model = ImageClassifier(
@@ -99,6 +104,28 @@ def classifier_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:
         model_kwargs=dict(hparams.get("model_kwargs") or model_cfg.get("model_kwargs") or {}),
         good_class=hparams.get("good_class", "good"),
     )
+    return _with_weights(model, ckpt, path, meta)
+
+
+def anomaly_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:
+    """The PatchCore model a checkpoint describes, memory bank included, in eval mode."""
+    from trainer.models.patchcore import PatchCore
+
+    meta = metadata_of(ckpt, path, model=True)
+    hparams = dict(ckpt.get("hyper_parameters") or {})
+    for key in ("pretrained", "pretrained_path", "require_pretrained", "class_names", "input_size"):
+        hparams.pop(key, None)
+    model = PatchCore(
+        class_names=list(meta["class_names"]),
+        pretrained=False,
+        input_size=int(meta["preprocessing"]["input_size"][-1]),
+        **hparams,
+    )
+    return _with_weights(model, ckpt, path, meta)
+
+
+def _with_weights(model: Any, ckpt: dict[str, Any], path: str | Path, meta: dict[str, Any]) -> Any:
+    """``model`` with the checkpoint's weights and metadata, in eval mode."""
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:
@@ -108,6 +135,16 @@ def classifier_from_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Any:
         ) from err
     model.run_metadata = dict(meta)
     return model.eval()
+
+
+def load_model(path: str | Path) -> Any:
+    """The model of checkpoint ``path``, of whichever kind it is (``trainer_metadata["kind"]``:
+    an ``ImageClassifier``, or an anomaly model), in eval mode on the CPU."""
+    path = Path(path).expanduser().resolve()
+    ckpt = load_checkpoint(path)
+    if (ckpt.get("trainer_metadata") or {}).get("kind") == "anomaly":
+        return anomaly_from_checkpoint(ckpt, path)
+    return classifier_from_checkpoint(ckpt, path)
 
 
 def load_classifier(path: str | Path) -> Any:

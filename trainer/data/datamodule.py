@@ -21,6 +21,7 @@ from trainer.data.pcb.spec import CLASSES, PCBSpec, generated_folder, smallest_s
 from trainer.data.sampler import (
     EpochShuffle,
     FitLoader,
+    balanced_epoch,
     balanced_weights,
     fit_position,
     loader_generator,
@@ -54,6 +55,12 @@ class ImageFolderDataModule(L.LightningDataModule):
             drawn equally often, with replacement), or auto: balanced when the largest training
             class has more than ``max_imbalance`` times the images of the smallest (the data
             checks' threshold, ``validation.max_imbalance``), else shuffle. Logged either way.
+        train_classes: train on these classes' images only (None: all), e.g. ``[good]`` for an
+            anomaly model; val and test keep every class, the checkpoint's summary shows what
+            train held. When set, a class with val or test images only is admitted (the MVTec
+            AD layout: ``train/good``, ``test/<good or defect kind>``; ``scan_image_folder``).
+        drop_last: drop a ragged last training batch; None: when a full batch remains (an
+            anomaly model's bank wants every image: false).
     """
 
     def __init__(
@@ -71,6 +78,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         augment: Sequence[Any] | None = None,
         validate: str = "warn",
         sampler: str = "auto",
+        train_classes: Sequence[str] | None = None,
+        drop_last: bool | None = None,
     ) -> None:
         super().__init__()
         if int(batch_size) < 1:
@@ -96,6 +105,8 @@ class ImageFolderDataModule(L.LightningDataModule):
         self.validate = validate
         self.sampler = sampler
         self._order: str | None = None  # what `sampler` came to (choose_order)
+        self.train_classes = list(train_classes) if train_classes else None
+        self.drop_last = drop_last
         self.preprocessing: dict[str, Any] | None = None
         self._scan: FolderSplits | None = None
         self.datasets: dict[str, ImageSamples] = {}
@@ -108,10 +119,38 @@ class ImageFolderDataModule(L.LightningDataModule):
     @property
     def scan(self) -> FolderSplits:
         if self._scan is None:
-            self._scan = scan_image_folder(
-                self.dataset_root, self.val_fraction, self.test_fraction, self.split_seed
+            scan = scan_image_folder(
+                self.dataset_root,
+                self.val_fraction,
+                self.test_fraction,
+                self.split_seed,
+                self.train_classes,
             )
+            if self.train_classes:
+                scan.splits["train"] = self._only_train_classes(scan)
+            self._scan = scan
         return self._scan
+
+    def _only_train_classes(self, scan: FolderSplits) -> list[Any]:
+        unknown = [c for c in self.train_classes or [] if c not in scan.class_names]
+        if unknown:
+            raise ConfigError(
+                f"data.train_classes: {unknown} not among the data's classes {scan.class_names}"
+            )
+        keep = {scan.class_names.index(c) for c in self.train_classes or []}
+        kept = [s for s in scan.splits["train"] if s.label in keep]
+        if not kept:
+            raise DataError(
+                f"data.train_classes: {self.train_classes}: no training image of these classes "
+                f"in '{self.dataset_root}'"
+            )
+        log.info(
+            "data.train_classes=%s: training on %d of %d training images",
+            self.train_classes,
+            len(kept),
+            len(scan.splits["train"]),
+        )
+        return kept
 
     @property
     def class_names(self) -> list[str]:
@@ -213,11 +252,15 @@ class ImageFolderDataModule(L.LightningDataModule):
             if self.sampler == "auto":
                 why += f", threshold validation.max_imbalance={max_imbalance:g}"
             other = "shuffle" if self._order == "balanced" else "balanced"
+            epoch = max(present.values()) * len(present)
             log.info(
                 "data.sampler=%s: %s: %s order (data.sampler=%s for the other)",
                 self.sampler,
                 why,
-                "class-balanced" if self._order == "balanced" else "shuffled",
+                f"class-balanced (each epoch draws every class {max(present.values())} times: "
+                f"{epoch} images)"
+                if self._order == "balanced"
+                else "shuffled",
                 other,
             )
         return self._order
@@ -315,13 +358,15 @@ class ImageFolderDataModule(L.LightningDataModule):
         sampler = None
         if shuffle:  # order and augmentations of (seed, epoch, sample): a resumed run's alike
             labels = [sample.label for sample in dataset.samples]
+            balanced = self.choose_order() == "balanced"
             sampler = EpochShuffle(
                 len(dataset),
                 num_replicas=world,  # a DistributedSampler: Lightning keeps it under DDP
                 rank=rank,
                 batch_size=self.batch_size,
                 position=self._fit_position,  # the resumed epoch, past the batches already done
-                weights=balanced_weights(labels) if self.choose_order() == "balanced" else None,
+                weights=balanced_weights(labels) if balanced else None,
+                draws=balanced_epoch(labels) if balanced else None,
             )
         elif world > 1:
             sampler = _unpadded_sampler(dataset, split, world, rank)
@@ -339,7 +384,12 @@ class ImageFolderDataModule(L.LightningDataModule):
             pin_memory=pin,
             persistent_workers=workers > 0,
             # each process sees len / world images: drop the ragged batch only if one remains
-            drop_last=shuffle and len(dataset) // world > self.batch_size,
+            drop_last=shuffle
+            and (
+                len(dataset) // world > self.batch_size
+                if self.drop_last is None
+                else bool(self.drop_last)
+            ),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -4,6 +4,14 @@ Two layouts are accepted: ``root/{train,val,test}/<class>/*`` (splits given; a m
 test split is carved from train), or ``root/<class>/*`` (split by ``split_seed``, per class).
 Class names are the folder names, sorted.
 
+Which classes: those of train; a val or test class that train lacks is refused (a classifier
+cannot learn it). When training is restricted to some classes (``train_classes``, e.g.
+``[good]`` for an anomaly model), the classes are those of every split and train needs only
+those: the MVTec AD layout, ``train/good`` and ``test/<good or defect kind>``, whose val is
+carved from ``train/good`` (good images only: the anomaly model's threshold is then the one
+that rejects ``target_false_reject`` of them). A ``ground_truth/`` folder beside the splits
+(defect masks) is no split and no class.
+
 A file's split depends on that file alone, so that a growing folder never moves an old image
 (a refresh on a grown folder must not test on what the parent trained on). Its draw is
 ``u = blake2b(f"{split_seed}:{key}", digest_size=8) / 2**64``, uniform in [0, 1), where
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,9 +175,17 @@ def _stratified_split(
 
 
 def scan_image_folder(
-    root: str | Path, val_fraction: float = 0.15, test_fraction: float = 0.15, split_seed: int = 0
+    root: str | Path,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_seed: int = 0,
+    train_classes: Sequence[str] | None = None,
 ) -> FolderSplits:
-    """Scan ``root`` (either layout) into class names and per-split samples."""
+    """Scan ``root`` (either layout) into class names and per-split samples.
+
+    ``train_classes``: the classes training will use (``data.train_classes``); when given, a
+    class found only in val or test is one of the data's classes (see the module docstring).
+    """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(
@@ -192,13 +209,15 @@ def scan_image_folder(
         by_split = _stratified_split(
             _collect(root, stray), {"val": val_fraction, "test": test_fraction}, split_seed, root
         )
-    class_names = sorted(by_split["train"])
+    found = by_split.values() if train_classes else [by_split["train"]]
+    class_names = sorted({name for classes in found for name in classes})
     for split, classes in by_split.items():
         unknown = sorted(set(classes) - set(class_names))
         if unknown:
             raise DataError(
                 f"data.root: split '{split}' has classes {unknown} that train does not; "
-                "every class needs training images"
+                "every class needs training images (an anomaly model trained on good images "
+                "alone: data.train_classes=[good])"
             )
     splits = {
         split: [
@@ -211,17 +230,29 @@ def scan_image_folder(
     return FolderSplits(root=root, class_names=class_names, splits=splits, stray_files=stray)
 
 
+def _images_below(folder: Path) -> list[Path]:
+    """The images below ``folder``, recursively, sorted; hidden files and folders are skipped."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
 def image_files(images: str | Path | list[str | Path], option: str = "images") -> list[Path]:
-    """Image files named by ``images``: files, folders (their images, sorted, recursively), or a
-    list of both; ``option`` names the setting in the one-line error."""
+    """Image files named by ``images``: files, folders (their images, sorted, recursively, hidden
+    ones skipped), glob patterns (``**`` spans folders; the images they match), or a list of
+    these; ``option`` names the setting in the one-line error when an item names no image."""
+    import glob
+
     items = images if isinstance(images, list | tuple) else [images]
     files: list[Path] = []
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            found = _images_below(path)
             if not found:
                 raise DataError(
                     f"{option}: folder '{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)})"
@@ -229,6 +260,13 @@ def image_files(images: str | Path | list[str | Path], option: str = "images") -
             files += found
         elif path.is_file():
             files.append(path)
+        elif glob.has_magic(str(path)):
+            matches = [Path(m) for m in sorted(glob.glob(str(path), recursive=True))]
+            found = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
+            found += [f for m in matches if m.is_dir() for f in _images_below(m)]
+            if not found:
+                raise DataError(f"{option}: pattern '{path}' matches no image file")
+            files += found
         else:
             raise DataError(f"{option}: '{path}' is neither an image file nor a folder")
     return files

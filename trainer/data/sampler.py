@@ -104,12 +104,14 @@ class EpochShuffle(DistributedSampler):
             (``set_epoch``'s epoch, 0). The data module passes ``fit_position`` of its Trainer,
             so a fit resumed mid-epoch goes on with exactly that epoch's remaining batches.
         weights: one non-negative weight per sample (``balanced_weights``): the epoch is
-            ``torch.multinomial(weights, size, replacement=True)``, the draw torch's
+            ``torch.multinomial(weights, draws, replacement=True)``, the draw torch's
             WeightedRandomSampler makes. Not that sampler itself: its draw comes from a generator
             that runs on from epoch to epoch (a resumed run would draw other epochs), and
             Lightning would wrap it in a DistributedSamplerWrapper, which makes each process
             draw the whole epoch and keep a share. Here the draw is of (seed, epoch), once per
             epoch before the first batch: no per-step work.
+        draws: items per epoch with ``weights`` (None: ``size``); ``balanced_epoch`` gives the
+            oversampling epoch, in which every class is drawn as often as the largest has images.
     """
 
     def __init__(
@@ -121,13 +123,16 @@ class EpochShuffle(DistributedSampler):
         batch_size: int = 1,
         position: Callable[[], Position | None] | None = None,
         weights: Sequence[float] | None = None,
+        draws: int | None = None,
     ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not one of {num_replicas} processes")
         if weights is not None and (len(weights) != int(size) or min(weights, default=1) < 0):
             raise ValueError(f"weights: need {size} non-negative weights, got {len(weights)}")
         seed = run_seed() if seed is None else int(seed)
-        super().__init__(range(int(size)), num_replicas, rank, shuffle=True, seed=seed)
+        self.draws = int(size) if weights is None or draws is None else int(draws)
+        # DistributedSampler sizes each rank's share from len(dataset): the epoch's draws
+        super().__init__(range(self.draws), num_replicas, rank, shuffle=True, seed=seed)
         self.size = int(size)
         self.batch_size = int(batch_size)
         self.position = position
@@ -140,10 +145,10 @@ class EpochShuffle(DistributedSampler):
         mixed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
         generator = torch.Generator().manual_seed(mixed)
         if self.weights is not None and self.size:
-            order = torch.multinomial(self.weights, self.size, True, generator=generator).tolist()
+            order = torch.multinomial(self.weights, self.draws, True, generator=generator).tolist()
         else:
             order = torch.randperm(self.size, generator=generator).tolist()
-        padding = self.total_size - self.size
+        padding = self.total_size - len(order)
         if padding and order:
             order += (order * math.ceil(padding / len(order)))[:padding]
         return order[self.rank : self.total_size : self.num_replicas]
@@ -154,6 +159,17 @@ class EpochShuffle(DistributedSampler):
         self.epoch = int(epoch)
         start = int(done) * self.batch_size
         return iter([(index, self.epoch) for index in self.shard(self.epoch)[start:]])
+
+
+def balanced_epoch(labels: Sequence[int]) -> int:
+    """Items of a class-balanced epoch: as many draws of every class as the largest class has
+    images (random oversampling, as imbalanced-learn's RandomOverSampler sizes its classes), so
+    that an epoch still shows the largest class about once, as a shuffled epoch would; drawing
+    only ``len(labels)`` would show it ``1 / classes`` as often, and starve what the rare classes
+    are told apart from."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64)) if len(labels) else np.zeros(0)
+    present = counts[counts > 0]
+    return int(present.max() * len(present)) if len(present) else 0
 
 
 def balanced_weights(labels: Sequence[int]) -> list[float]:

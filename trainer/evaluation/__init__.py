@@ -1,6 +1,7 @@
 """A checkpoint measured and judged: predictions on a split, the evaluator and its report
-(``report``), the pass/fail operating point, the release gate, the figures, the model card, and
-the end of training (``final``) that applies them all to the best checkpoint.
+(``report``) and its page (``html_report``), the pass/fail operating point, the release gate, the
+figures, the model card, and the end of training (``final``) that applies them all to the best
+checkpoint.
 """
 
 from trainer._exports import lazy
@@ -16,6 +17,7 @@ _EXPORTS = {
     "write_report": "report",
     "log_to": "report",
     "write_card": "report",
+    "write_html": "html_report",
     "choose_operating_point": "operating_point",
     "rates_at": "operating_point",
     "write_to_checkpoint": "operating_point",

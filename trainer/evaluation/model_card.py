@@ -61,6 +61,7 @@ and product); anything else needs a new evaluation first.
 """
 
 SHOWN = ("acc", "balanced_acc", "f1", "precision", "recall", "auroc", "auroc_pass_fail", "ece")
+SHOWN += ("acc_pass_fail", "balanced_acc_pass_fail", "f1_pass_fail")  # an anomaly model's
 
 
 def _counts_table(counts: dict[str, dict[str, int]], class_names: list[str]) -> str:
@@ -82,10 +83,19 @@ def _counts_table(counts: dict[str, dict[str, int]], class_names: list[str]) -> 
 def _operating_point_text(op: dict[str, Any] | None, test: dict[str, float] | None) -> str:
     if not op:
         return "None (no good class, or no validation images with both good and defective boards)."
+    if op.get("rule") == "target_false_reject":  # an anomaly model, no defect in val
+        chosen = (
+            f"chosen on the validation split's good images to flag at most "
+            f"{op['target_false_reject']:.3f} of them (flagged there: {op['val_false_reject']:.3f})"
+        )
+    else:
+        chosen = (
+            f"chosen on the validation split for a defect recall of at least "
+            f"{op['target_recall']:.3f} (reached there: {op['val_recall']:.3f})"
+        )
     text = (
         f"An image is called defective when `{op['score']} >= {op['threshold']:.6g}` "
-        f"(good class `{op['good_class']}`), chosen on the validation split for a defect "
-        f"recall of at least {op['target_recall']:.3f} (reached there: {op['val_recall']:.3f})."
+        f"(good class `{op['good_class']}`), {chosen}."
     )
     if test:
         text += (

@@ -60,7 +60,7 @@ def choose_operating_point(
     score = score.float()
     metric = BinarySpecificityAtSensitivity(min_sensitivity=float(target_recall))
     _, at_score = metric(score, is_defect)
-    threshold, margin = _between_scores(score, float(at_score))
+    threshold, margin = between_scores(score, float(at_score))
     return {
         "threshold": threshold,
         "target_recall": float(target_recall),
@@ -71,7 +71,7 @@ def choose_operating_point(
     }
 
 
-def _between_scores(score: Tensor, at_score: float) -> tuple[float, float]:
+def between_scores(score: Tensor, at_score: float) -> tuple[float, float]:
     """The threshold halfway between ``at_score`` (a validation image's score) and the next
     lower score, and its distance to either.
 

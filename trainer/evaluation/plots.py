@@ -52,8 +52,9 @@ def roc_pr_figure(
     labels = [
         f"{c} (AUROC {scalars.get(f'{split}/auroc_{c}', float('nan')):.3f})" for c in class_names
     ]
-    _plot_curves(roc, curves["roc"], labels)
-    _plot_curves(pr, curves["pr"], class_names, swap=True)
+    if "roc" in curves:  # an anomaly model has the pass/fail curves only
+        _plot_curves(roc, curves["roc"], labels)
+        _plot_curves(pr, curves["pr"], class_names, swap=True)
     if "roc_pass_fail" in curves:
         auc = scalars.get(f"{split}/auroc_pass_fail", float("nan"))
         fpr, tpr, _ = curves["roc_pass_fail"]
@@ -94,6 +95,28 @@ def reliability_figure(probs: Tensor, target: Tensor, n_bins: int, ece: float) -
     top.legend(fontsize=8, loc="upper left")
     bottom.bar(centers, counts, width=width, color="0.5", edgecolor="k")
     bottom.set(xlabel="confidence (top-1 probability)", ylabel="images", xlim=(0, 1))
+    return fig
+
+
+def score_histogram_figure(
+    scores: Tensor, is_defect: Tensor, threshold: float | None, title: str
+) -> Figure:
+    """Histograms of the score of good and of defective images, and the threshold: how far
+    apart an anomaly model keeps them, and where the line cuts."""
+    scores, is_defect = scores.float().numpy(), is_defect.bool().numpy()
+    edges = np.histogram_bin_edges(scores, bins=40)
+    fig = Figure(figsize=(6, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for mask, label, color in ((~is_defect, "good", "tab:green"), (is_defect, "defect", "tab:red")):
+        if mask.any():
+            ax.hist(
+                scores[mask], bins=edges, alpha=0.6, color=color, label=f"{label} ({mask.sum()})"
+            )
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1.5, label=f"threshold {threshold:.4g}")
+    ax.set(xlabel="anomaly score", ylabel="images", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return fig
 
 

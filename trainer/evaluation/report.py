@@ -4,6 +4,7 @@ files a report is published as. ``eval.py`` (``trainer.tasks.evaluate``) and the
 
     <run folder>/metrics.json            every metric, the confusion matrix, the operating point
     <run folder>/figures/*.png           confusion matrix, ROC and PR curves, reliability diagram
+    <run folder>/report.html             all of it as one page (``html_report``, report_html)
     <run folder>/tensorboard/            the same scalars and figures
     <checkpoint folder>/model_card.md    regenerated (a card a person wrote is kept)
 """
@@ -22,8 +23,15 @@ import torch
 from trainer.data.image_folder import SPLITS
 from trainer.errors import ConfigError, DataError
 from trainer.evaluation import model_card, plots
+from trainer.evaluation.anomaly import (
+    PASS_FAIL,
+    anomaly_evaluation,
+    anomaly_operating_point,
+    anomaly_scores,
+)
 from trainer.evaluation.operating_point import choose_operating_point, rates_at
-from trainer.evaluation.predictions import label_map, split_logits
+from trainer.evaluation.pixel_auroc import pixel_auroc
+from trainer.evaluation.predictions import label_map, split_loader, split_logits
 from trainer.metrics.summary import ECE_BINS, Evaluation, compute_metrics, defect_scores
 from trainer.utils.atomic import atomic_write
 from trainer.utils.jsonsafe import strict_json
@@ -31,6 +39,7 @@ from trainer.utils.jsonsafe import strict_json
 __all__ = ["Report", "evaluate_model", "log_to", "write_card", "write_report"]
 
 log = logging.getLogger(__name__)
+ANOMALY = "anomaly"  # a model's ``kind`` (trainer.models.patchcore.KIND)
 
 
 @dataclass
@@ -45,6 +54,12 @@ class Report:
     op_test: dict[str, float] | None = None
     figures: dict[str, Path] = field(default_factory=dict)  # the PNG files
     figs: dict[str, Any] = field(default_factory=dict)  # the matplotlib Figures, for TensorBoard
+    kind: str = "classifier"  # or "anomaly" (trainer.evaluation.anomaly): one score per image
+
+    @property
+    def confusion_names(self) -> list[str]:
+        """The confusion matrix's rows and columns: the classes, or good/defect."""
+        return PASS_FAIL if self.kind == ANOMALY else self.class_names
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -63,12 +78,21 @@ def evaluate_model(
     target_recall: float,
     device: torch.device,
     stored_op: Mapping[str, Any] | None = None,
+    target_false_reject: float = 0.01,
 ) -> Report:
-    """Metrics of ``split``, and the operating point (chosen on val, or ``stored_op``)."""
+    """Metrics of ``split``, and the operating point (chosen on val, or ``stored_op``).
+
+    ``target_false_reject``: an anomaly model's threshold when val holds no defect (the share
+    of good val images it may flag; ``trainer.evaluation.anomaly``).
+    """
     if split not in (*SPLITS, "all"):
         raise ConfigError(f"split: '{split}' is not one of train, val, test, all")
     classes = list(model.class_names)
     labels = label_map(datamodule.class_names, classes, datamodule.dataset_root)
+    if getattr(model, "kind", None) == ANOMALY:
+        return _evaluate_anomaly(
+            model, datamodule, split, labels, device, target_recall, target_false_reject, stored_op
+        )
     got = split_logits(model, datamodule, split, device, labels)
     if got is None:
         raise DataError(f"data.root: '{datamodule.dataset_root}' has no {split} images")
@@ -95,18 +119,87 @@ def evaluate_model(
     return report
 
 
-def write_report(report: Report, out_dir: Path, extra: Mapping[str, Any]) -> dict[str, Any]:
-    """metrics.json and the PNG figures in ``out_dir``; returns what metrics.json holds."""
+def _split_scores(
+    model: Any, datamodule: Any, split: str, device: torch.device, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    loaders = [split_loader(datamodule, s) for s in (SPLITS if split == "all" else (split,))]
+    outs = [anomaly_scores(model, ld, device, labels) for ld in loaders if ld is not None]
+    if not outs:
+        return None
+    return torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs])
+
+
+def _evaluate_anomaly(
+    model: Any,
+    datamodule: Any,
+    split: str,
+    labels: torch.Tensor,
+    device: torch.device,
+    target_recall: float,
+    target_false_reject: float,
+    stored_op: Mapping[str, Any] | None,
+) -> Report:
+    """An anomaly model's report: image AUROC overall and per defect kind, pixel AUROC where
+    the data has masks (``pixel_auroc``), and the pass/fail figures at the threshold (stored, or
+    chosen on val: ``anomaly_operating_point``)."""
+    classes, good_class = list(model.class_names), model.class_names[model.good_index]
+    got = _split_scores(model, datamodule, split, device, labels)
+    if got is None:
+        raise DataError(f"data.root: '{datamodule.dataset_root}' has no {split} images")
+    same = stored_op and (
+        float(stored_op.get("target_recall", -1)) == float(target_recall)
+        and float(stored_op.get("target_false_reject", -1)) == float(target_false_reject)
+    )
+    op = None
+    if same:
+        op = {**stored_op, "source": "checkpoint"}
+    else:
+        val = _split_scores(model, datamodule, "val", device, labels)
+        if val is None or not (val[1] == model.good_index).any():
+            log.warning("No operating point: the val split holds no good image.")
+        else:
+            op = anomaly_operating_point(
+                val[0], val[1] != model.good_index, target_recall, target_false_reject, good_class
+            )
+            op["source"] = "val split"
+    name = "test" if split == "all" else split
+    threshold = op["threshold"] if op else None
+    evaluation = anomaly_evaluation(*got, classes, good_class, name, threshold)
+    pixel = pixel_auroc(model, datamodule, split, device)  # None without ground_truth/ masks
+    if pixel is not None:
+        evaluation.scalars[f"{name}/pixel_auroc"] = pixel
+    data = {k: v for k, v in datamodule.summary().items() if k != "trained_on_sha256_16"}
+    report = Report(name, evaluation, classes, data, op, kind=ANOMALY)
+    if op:
+        report.op_test = rates_at(got[0], got[1] != model.good_index, op["threshold"])
+    return report
+
+
+def _figures(report: Report) -> dict[str, Any]:
     ev, split = report.evaluation, report.split
     figs = {
         "confusion_matrix": plots.confusion_matrix_figure(
-            ev.confusion, report.class_names, f"confusion matrix ({split})"
+            ev.confusion, report.confusion_names, f"confusion matrix ({split})"
         ),
         "roc_pr": plots.roc_pr_figure(ev.curves, report.class_names, ev.scalars, split),
-        "reliability": plots.reliability_figure(
-            ev.probs, ev.target, ECE_BINS, ev.scalars[f"{split}/ece"]
-        ),
     }
+    if report.kind == ANOMALY:
+        threshold = (report.operating_point or {}).get("threshold")
+        good = report.class_names.index((report.operating_point or {}).get("good_class", "good"))
+        figs["score_histogram"] = plots.score_histogram_figure(
+            ev.scores, ev.target != good, threshold, f"anomaly scores ({split})"
+        )
+    else:
+        figs["reliability"] = plots.reliability_figure(
+            ev.probs, ev.target, ECE_BINS, ev.scalars[f"{split}/ece"]
+        )
+    return figs
+
+
+def write_report(report: Report, out_dir: Path, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics.json and the PNG figures in ``out_dir``; returns what metrics.json holds."""
+    ev, split = report.evaluation, report.split
+    figs = _figures(report)
     for name, fig in figs.items():
         report.figures[name] = plots.save(fig, out_dir / "figures" / f"{name}.png")
     op = report.operating_point
@@ -116,7 +209,7 @@ def write_report(report: Report, out_dir: Path, extra: Mapping[str, Any]) -> dic
         "data": report.data,
         "metrics": report.metrics,
         "confusion_matrix": {
-            "classes": report.class_names,
+            "classes": report.confusion_names,
             "rows_true_columns_predicted": ev.confusion.tolist(),
         },
         "operating_point": {**op, split: report.op_test} if op else None,
@@ -129,8 +222,8 @@ def write_report(report: Report, out_dir: Path, extra: Mapping[str, Any]) -> dic
 
 
 def log_to(loggers: list[Any], report: Report, scalars: bool = True) -> None:
-    """Scalars to every Lightning logger; figures to TensorBoard (and MLflow, as artifacts)."""
-    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
+    """Scalars to every Lightning logger; figures to TensorBoard (MLflow: artifacts, W&B: images)."""
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 
     figs = report.figs
     for logger in loggers:
@@ -142,6 +235,9 @@ def log_to(loggers: list[Any], report: Report, scalars: bool = True) -> None:
         if isinstance(logger, MLFlowLogger):
             for path in report.figures.values():
                 logger.experiment.log_artifact(logger.run_id, str(path), "figures")
+        if isinstance(logger, WandbLogger):
+            for name, path in report.figures.items():
+                logger.log_image(f"{report.split}/{name}", [str(path)])
         logger.save()
 
 

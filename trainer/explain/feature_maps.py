@@ -29,23 +29,28 @@ class StageMap:
         return f"{self.name} · {c} ch · {h}x{w}"
 
 
-def stage_indices(net: nn.Module, max_stages: int = 5) -> list[int]:
-    """Indices into ``net.feature_info`` of the stages to show (all when there are few)."""
-    count = len(net.feature_info)
+def stage_indices(net: nn.Module, max_stages: int = 5, stages: int | None = None) -> list[int]:
+    """Indices into ``net.feature_info`` of the stages to show (all when there are few); only
+    the first ``stages`` of them when given (a backbone cut after its last used stage)."""
+    count = len(net.feature_info) if stages is None else min(stages, len(net.feature_info))
     if count <= max_stages:
         return list(range(count))
     return sorted({int(round(i)) for i in np.linspace(count - 1, 0, max_stages)})
 
 
-def stage_features(net: nn.Module, x: Tensor, max_stages: int = 5) -> list[StageMap]:
+def stage_features(
+    net: nn.Module, x: Tensor, max_stages: int = 5, stages: int | None = None
+) -> list[StageMap]:
     """Each chosen stage's activations for normalised images ``x`` (N, 3, H, W), low to high.
 
     Args:
         net: a timm model (``ImageClassifier.net``), with its trained head.
         x: normalised float images.
         max_stages: at most this many stages (evenly spaced, the last always among them).
+        stages: the stages that exist (None: all of ``feature_info``); an anomaly model prunes
+            its backbone after its last feature layer, whose later stages then repeat it.
     """
-    indices = stage_indices(net, max_stages)
+    indices = stage_indices(net, max_stages, stages)
     names = [net.feature_info[i]["module"] for i in indices]
     with torch.no_grad():
         if hasattr(net, "forward_intermediates"):

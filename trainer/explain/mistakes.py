@@ -4,7 +4,8 @@ These are where a model is most dangerous (sure and wrong) and where label error
 top ``n`` are kept while scanning (a bounded buffer), so Grad-CAM runs for ``n`` images only.
 
 Eval calls ``write_worst_mistakes(model, dataset, out_dir, n)``; the ``WorstMistakes`` callback
-fills a ``MistakeBuffer`` from the validation batches it already computes.
+fills a ``MistakeBuffer`` from the validation batches it already computes; the HTML report picks
+them from the evaluation's probabilities (``worst_of``) and shows ``mistake_tiles``.
 """
 
 from __future__ import annotations
@@ -64,27 +65,25 @@ class MistakeBuffer:
         self.items = sorted(self.items, key=lambda m: -m.confidence)[: self.n]
 
 
-def mistakes_figure(
+def mistake_tiles(
     model: Any,
     mistakes: Sequence[Mistake],
     layers: str | Sequence[str] = "auto",
     boxes: Sequence[Sequence[float] | None] | None = None,
-    ncol: int = 4,
-) -> Image.Image:
-    """A grid of the mistakes: board, Grad-CAM of the (wrongly) predicted class, and labels.
+) -> list[Image.Image]:
+    """One picture per mistake: board, Grad-CAM of the (wrongly) predicted class, and labels.
 
     ``boxes``: each mistake's defect box in input pixels (or None), drawn when given.
     """
     if not mistakes:
-        empty = Image.new("RGB", (260, 40), (24, 24, 24))
-        return with_caption(empty, ["no mistakes: every image was classified correctly"])
+        return []
     images = torch.stack([m.image for m in mistakes])
     with torch.no_grad():
         x = model.normalize(images.to(model.device))
     heatmaps, _ = grad_cam(model.net, x, layers, classes=[m.predicted for m in mistakes])
     names = model.class_names
     boxes = list(boxes or [None] * len(mistakes))
-    tiles = [
+    return [
         explained_tile(
             m.image,
             heatmap,
@@ -97,7 +96,20 @@ def mistakes_figure(
         )
         for m, heatmap, box in zip(mistakes, heatmaps, boxes, strict=True)
     ]
-    return grid(tiles, ncol=ncol)
+
+
+def mistakes_figure(
+    model: Any,
+    mistakes: Sequence[Mistake],
+    layers: str | Sequence[str] = "auto",
+    boxes: Sequence[Sequence[float] | None] | None = None,
+    ncol: int = 4,
+) -> Image.Image:
+    """The ``mistake_tiles`` in a grid (a dark band saying so when there are none)."""
+    if not mistakes:
+        empty = Image.new("RGB", (260, 40), (24, 24, 24))
+        return with_caption(empty, ["no mistakes: every image was classified correctly"])
+    return grid(mistake_tiles(model, mistakes, layers, boxes), ncol=ncol)
 
 
 def find_worst_mistakes(
@@ -112,6 +124,24 @@ def find_worst_mistakes(
         buffer.add(images, probs, labels, first_index=seen)
         seen += len(labels)
     return buffer.items
+
+
+def worst_of(probs: Tensor, target: Tensor, dataset: Dataset, n: int) -> list[Mistake]:
+    """The ``n`` most confident errors among predictions already made on ``dataset`` (``probs``
+    (N, K) and ``target`` (N,) in its order): no second pass, only those ``n`` images are read."""
+    confidence, predicted = probs.float().max(dim=1)
+    wrong = (predicted != target).nonzero().flatten()
+    worst = wrong[confidence[wrong].argsort(descending=True, stable=True)][: max(n, 0)]
+    return [
+        Mistake(
+            dataset[i][0].to(torch.uint8),
+            int(target[i]),
+            int(predicted[i]),
+            float(confidence[i]),
+            i,
+        )
+        for i in worst.tolist()
+    ]
 
 
 def write_worst_mistakes(
@@ -134,7 +164,7 @@ def write_worst_mistakes(
     model.eval()
     try:
         mistakes = find_worst_mistakes(model, dataset, n)
-        figure = mistakes_figure(model, mistakes, layers, _boxes(model, dataset, mistakes))
+        figure = mistakes_figure(model, mistakes, layers, defect_boxes(model, dataset, mistakes))
     finally:
         model.train(was_training)
     out = Path(out_dir)
@@ -160,7 +190,7 @@ def to_uint8(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return (x.detach().float() * std + mean).round().clamp(0, 255).to(torch.uint8)
 
 
-def _boxes(model: Any, dataset: Dataset, mistakes: Sequence[Mistake]) -> list:
+def defect_boxes(model: Any, dataset: Dataset, mistakes: Sequence[Mistake]) -> list:
     """Defect boxes of the mistakes in input pixels, where the dataset's files have them."""
     from trainer.explain.pointing_game import boxes_by_path, input_box
 

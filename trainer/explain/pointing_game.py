@@ -6,6 +6,10 @@ stride feature map is 16 px wide, and the box edges are rounded outwards by the 
 The score is hits / correctly classified defect images. Chance is what a uniformly random point
 would score: the widened box's share of the image, averaged over the same images.
 
+An anomaly model (``kind == "anomaly"``) plays with its anomaly map in Grad-CAM's place, on every
+defect image: it names no defect class to get right, and its map's peak is where it points
+whatever the threshold.
+
 Boxes come from ``metadata.json`` of a generated set (``trainer/data/pcb/``):
 ``[x0, y0, x1, y1]`` in the original image's pixels, x1/y1 exclusive; the model sees a square
 resize of the whole image, so boxes are scaled by input size / original size.
@@ -25,6 +29,7 @@ from PIL import Image
 
 from trainer.data.dataset import load_images
 from trainer.errors import DataError
+from trainer.explain.anomaly_maps import anomaly_maps
 from trainer.explain.gradcam import grad_cam
 
 
@@ -43,12 +48,14 @@ class PointingResult:
     defect_images: int
     chance: float
     margin_px: float
+    heatmap: str = "Grad-CAM"  # or "anomaly map" (then every defect image is counted)
 
     def line(self) -> str:
+        counted = "correctly classified " if self.heatmap == "Grad-CAM" else ""
         return (
-            f"pointing game: {self.score:.3f} ({self.hits}/{self.counted} correctly classified "
-            f"defect images; {self.defect_images} defect images in all; margin {self.margin_px:g} "
-            f"px at the input size; chance {self.chance:.3f})"
+            f"pointing game ({self.heatmap}): {self.score:.3f} ({self.hits}/{self.counted} "
+            f"{counted}defect images; {self.defect_images} defect images in all; margin "
+            f"{self.margin_px:g} px at the input size; chance {self.chance:.3f})"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -110,10 +117,11 @@ def pointing_game(
     layers: str | Sequence[str] = "auto",
     batch_size: int = 32,
 ) -> PointingResult:
-    """The pointing game of ``model`` (an ImageClassifier) over boxed defect images.
+    """The pointing game of ``model`` (an ImageClassifier, or an anomaly model: its anomaly map)
+    over boxed defect images.
 
     Args:
-        model: the classifier; its ``class_names`` must contain the images' labels.
+        model: the model; its ``class_names`` must contain the images' labels.
         items: defect images with boxes (``boxed_images``).
         margin: tolerance in pixels at the model's input resolution.
         layers: Grad-CAM target layers (see ``trainer.explain.gradcam``).
@@ -123,15 +131,20 @@ def pointing_game(
     if unknown:
         raise DataError(f"pointing_game: labels {unknown} are not classes of the model")
     side = tuple(model.preprocessing["resize"][::-1])  # (w, h)
+    anomaly = getattr(model, "kind", None) == "anomaly"
     hits, boxes_counted = [], []
     for start in range(0, len(items), batch_size):
         batch = items[start : start + batch_size]
         images = load_images([i.path for i in batch], model.preprocessing)
-        with torch.no_grad():
-            x = model.normalize(images.to(model.device))
-        heatmaps, probs = grad_cam(model.net, x, layers)
-        labels = np.array([model.class_names.index(i.label) for i in batch])
-        correct = probs.argmax(dim=1).numpy() == labels
+        if anomaly:
+            heatmaps, _ = anomaly_maps(model, images)
+            correct = np.ones(len(batch), bool)
+        else:
+            with torch.no_grad():
+                x = model.normalize(images.to(model.device))
+            heatmaps, probs = grad_cam(model.net, x, layers)
+            labels = np.array([model.class_names.index(i.label) for i in batch])
+            correct = probs.argmax(dim=1).numpy() == labels
         boxes = np.stack([scale_box(i.bbox, _size_of(i.path), side) for i in batch])
         hits.append(points_in_boxes(heatmaps, boxes, margin)[correct])
         boxes_counted.append(boxes[correct])
@@ -144,6 +157,7 @@ def pointing_game(
         defect_images=len(items),
         chance=chance_level(counted, side, margin),
         margin_px=float(margin),
+        heatmap="anomaly map" if anomaly else "Grad-CAM",
     )
 
 

@@ -1,7 +1,8 @@
 """Deployment bundles: ONNX and torch.export forms of a checkpoint, its schema, a scoring script.
 
 ``export_bundle(ckpt_path, out)`` (``scripts/export.py``) writes a bundle folder and refuses one
-whose ONNX output disagrees with the checkpoint (``parity``). ``runtime/`` holds the files copied
+whose ONNX output disagrees with the checkpoint (``parity``); ``quantize`` makes its int8 form
+(``quantize=int8``), gated by ``parity.check_int8``. ``runtime/`` holds the files copied
 into every bundle as they are: ``score.py`` and ``server.py`` (``python -m trainer.serve BUNDLE``
 serves one). Those two import nothing of this package: a bundle runs without it.
 """

@@ -6,6 +6,7 @@
 The bundle folder::
 
     model.onnx        uint8 (batch, 3, h, w) -> logits, probabilities; opset 20, one file
+                      (an anomaly model: -> anomaly_score, anomaly_map; its memory bank inside)
                       (this and model.pt2: the rows of trainer.export.formats.FORMATS)
     model.pt2         the same module as a torch.export program (torch.export.load)
     schema.json       JSON Schema of request, response and errors; x-model, x-limits
@@ -14,7 +15,8 @@ The bundle folder::
     requirements.txt  pinned to the versions the parity check ran with
     Dockerfile        slim Python, non-root user, HEALTHCHECK on /health
     model_card.md     copied when the checkpoint's folder (or its run folder) has one
-    manifest.json     sha256 and size of every other file, the checkpoint's sha256, parity
+    manifest.json     sha256 and size of every other file, the checkpoint's sha256, parity,
+                      the precision of model.onnx (fp32, or int8: ``trainer.export.quantize``)
 
 Everything is written into a temporary folder beside ``out`` and moved into place only after the
 parity check passed; a failed export leaves nothing behind. The files go through
@@ -33,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint.read import load_classifier
+from trainer.checkpoint.read import load_model
 from trainer.data.fingerprint import file_sha256
 from trainer.export import ExportError
 from trainer.utils.atomic import atomic_write, fsync_dir, fsync_file, temp_folder_beside
@@ -123,13 +125,19 @@ def write_files(
 
 
 def write_manifest(
-    folder: Path, meta: dict[str, Any], ckpt_path: Path, info: dict[str, Any], parity: Any
+    folder: Path,
+    meta: dict[str, Any],
+    ckpt_path: Path,
+    info: dict[str, Any],
+    parity: Any,
+    precision: str = "fp32",
 ) -> None:
     import torch
 
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != "manifest.json")
     manifest = {
         "format": FORMAT,
+        "kind": meta.get("kind", "classifier"),
         "created_utc": now_utc(),
         "checkpoint": {"path": str(ckpt_path.resolve()), "sha256": file_sha256(ckpt_path)},
         "backbone": meta["backbone"],
@@ -141,6 +149,7 @@ def write_manifest(
             if k not in ("counts", "trained_on_sha256_16")
         },
         "onnx_opset": info["opset"],
+        "precision": precision,  # model.onnx's; model.pt2 stays float32
         "versions": {
             "torch": torch.__version__,
             **{p: metadata.version(p) for p in ["onnx", *RUNTIME_PACKAGES]},
@@ -189,30 +198,54 @@ def export_bundle(
     images: str | Path | None = None,
     force: bool = False,
     parity_images: int = 32,
+    quantize: str | None = None,
+    calibration_dir: str | Path | None = None,
+    calibration_images: int = 64,
     **limit_overrides: Any,
 ) -> Path:
     """Export ``ckpt_path`` to a bundle folder; return its path.
 
     Args:
-        ckpt_path: a checkpoint of this project (read with ``weights_only``).
+        ckpt_path: a checkpoint of this project (read with ``weights_only``): a classifier's or
+            an anomaly model's (parity-gated by ``trainer.export.anomaly_parity``).
         out: the bundle folder (default ``<ckpt folder>/<ckpt stem>_bundle``); must not exist.
         images: folder of images for the parity check (default: the checkpoint's test split).
         force: replace an existing bundle at ``out``.
         parity_images: how many images the parity check scores.
+        quantize: None (float32) or ``"int8"``: model.onnx quantized, gated by ``check_int8``.
+        calibration_dir: int8 calibration images (default: the checkpoint's train split).
+        calibration_images: how many calibration images.
         **limit_overrides: fields of ``schema.Limits`` (max_images, max_bytes, max_pixels, ...).
     """
+    from trainer.export import quantize as int8
+    from trainer.export.anomaly_parity import check_anomaly_parity
     from trainer.export.parity import check_parity, dataset_test_files, image_files
     from trainer.export.schema import limits_from_contract
 
+    if quantize not in (None, "int8"):
+        raise ExportError(
+            f"quantize: '{quantize}' is not supported; give quantize=int8, or null for float32"
+        )
+    if calibration_dir and not quantize:
+        raise ExportError("calibration_dir: calibrates int8 only; give quantize=int8 with it")
     ckpt_path = Path(ckpt_path).expanduser()
-    model = load_classifier(ckpt_path)
+    model = load_model(ckpt_path)
     meta = model.run_metadata
+    anomaly = meta.get("kind") == "anomaly"
+    if quantize and anomaly:
+        raise ExportError(
+            f"quantize: {quantize} is not supported for an anomaly model ('{ckpt_path}'): its "
+            "scores are distances to the memory bank, which int8 would blur; export it without "
+            "quantize"
+        )
     out = Path(out).expanduser() if out else default_out(ckpt_path)
     _check_target(out, force)
     limits = limits_from_contract(meta.get("data_contract"), **limit_overrides)
     files = (
         image_files(images, parity_images) if images else dataset_test_files(meta, parity_images)
     )
+    if quantize:
+        calibration, source, val = int8.int8_inputs(meta, calibration_dir, calibration_images)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_folder(out)
@@ -224,8 +257,13 @@ def export_bundle(
 
         scorer = load_score(tmp).Model(tmp)
         program = torch.export.load(str(tmp / "model.pt2")).module()
-        parity = check_parity(model, scorer, files, program=program)
-        write_manifest(tmp, meta, ckpt_path, info, parity)
+        gate = check_anomaly_parity if anomaly else check_parity
+        parity = gate(model, scorer, files, program=program)
+        if quantize:
+            parity["int8"] = int8.quantize_bundle(
+                tmp, model, scorer, files, calibration, source, val
+            )
+        write_manifest(tmp, meta, ckpt_path, info, parity, precision=quantize or "fp32")
         _move_into_place(tmp, out)
     finally:
         if tmp.exists():

@@ -1,9 +1,12 @@
 """``schema.json``: a JSON Schema (draft 2020-12) of a bundle's request, response and errors.
 
 Besides ``$defs`` for ``request``, ``response`` and ``error``, two annotation keywords carry
-what a client and ``score.py`` need: ``x-model`` (class names, preprocessing, the ONNX input and
-outputs, the operating point) and ``x-limits`` (formats, modes, sizes, bytes, batch). Limits
-come from the checkpoint's data contract where it has one, else from ``Limits``' defaults.
+what a client and ``score.py`` need: ``x-model`` (its kind, class names, preprocessing, the ONNX
+input and outputs, the operating point) and ``x-limits`` (formats, modes, sizes, bytes, batch).
+Limits come from the checkpoint's data contract where it has one, else from ``Limits``'
+defaults. A classifier's prediction holds its label and probabilities; an anomaly model's
+(``x-model.kind`` ``anomaly``) its anomaly score, pass/fail and threshold, and, when asked,
+``$defs/anomaly_map``.
 Validate one part with ``jsonschema.validate(obj, subschema(schema, "request"))``.
 """
 
@@ -13,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
+ANOMALY = "anomaly"  # trainer_metadata["kind"] of an anomaly model (trainer.models.patchcore.KIND)
+ANOMALY_SCORE = "anomaly score"  # what its threshold applies to (trainer.evaluation.anomaly.SCORE)
 MEDIA_TYPES = {
     "PNG": "image/png",
     "JPEG": "image/jpeg",
@@ -93,8 +98,11 @@ def limits_from_contract(contract: dict[str, Any] | None, **overrides: Any) -> L
 
 
 def operating_point_from(meta: dict[str, Any]) -> dict[str, Any]:
-    """The pass/fail rule: the checkpoint's threshold on ``1 - p(good)``, else argmax == good."""
+    """The pass/fail rule: the checkpoint's threshold on ``1 - p(good)``, else argmax == good;
+    an anomaly model's threshold on its anomaly score."""
     op = meta.get("operating_point")
+    if meta.get("kind") == ANOMALY:
+        return anomaly_operating_point(meta)
     if op and op.get("threshold") is not None:
         return {
             **op,
@@ -118,6 +126,92 @@ def operating_point_from(meta: dict[str, Any]) -> dict[str, Any]:
         "target_recall": None,
         "note": "no operating point recorded in the checkpoint: pass when the most probable "
         f"class is '{good}'",
+    }
+
+
+def anomaly_operating_point(meta: dict[str, Any]) -> dict[str, Any]:
+    """An anomaly model's rule: fail when its score >= the checkpoint's threshold (``chosen_by``
+    keeps how training chose it: ``target_recall`` or ``target_false_reject``)."""
+    op = meta.get("operating_point") or {}
+    good = (meta.get("anomaly") or {}).get("good_class", "good")
+    if op.get("threshold") is None:
+        return {"rule": "none", "good_class": good, "score": ANOMALY_SCORE, "threshold": None,
+                "note": "no operating point recorded in the checkpoint: scores, no pass/fail"}  # fmt: skip
+    return {
+        **op,
+        "chosen_by": op.get("rule"),
+        "rule": "threshold",
+        "good_class": good,
+        "score": ANOMALY_SCORE,
+        "threshold": float(op["threshold"]),
+        "note": "fail when the anomaly score >= threshold (compared in float32)",
+    }
+
+
+ANOMALY_MAP = {
+    "type": "object",
+    "required": ["png", "width", "height", "scale", "max", "box", "peak", "level"],
+    "additionalProperties": False,
+    "description": 'only when asked (POST /predict?map=true, or "map": true in the request)',
+    "properties": {
+        "png": {
+            "type": "string",
+            "contentEncoding": "base64",
+            "contentMediaType": "image/png",
+            "description": "the anomaly map, width x height (the model's input size, covering "
+            "the whole image), 8-bit grayscale: grey = round(255 * value / scale)",
+        },
+        "width": {"type": "integer", "minimum": 1},
+        "height": {"type": "integer", "minimum": 1},
+        "scale": {
+            "type": "number",
+            "minimum": 0,
+            "description": "the map value grey 255 stands for: max(2 * threshold, max); grey 128 "
+            "is about the threshold",
+        },
+        "max": {"type": "number", "description": "the map's largest value"},
+        "box": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0},
+            "minItems": 4,
+            "maxItems": 4,
+            "description": "[left, top, right, bottom), in the pixels of the image as sent: the "
+            "map pixels at least `level` of the way from the map's minimum to its maximum, "
+            "4-connected to its peak",
+        },
+        "peak": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[x, y] of the map's maximum, in the pixels of the image as sent",
+        },
+        "level": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+}
+
+
+def anomaly_prediction() -> dict[str, Any]:
+    """``$defs/prediction`` of an anomaly model."""
+    return {
+        "type": "object",
+        "required": ["name", "anomaly_score", "pass", "threshold"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string"},
+            "anomaly_score": {
+                "type": "number",
+                "minimum": 0,
+                "description": "how unlike the good training images: the largest distance of a "
+                "patch to the memory bank of good patches, re-weighted (PatchCore)",
+            },
+            "pass": {
+                "type": ["boolean", "null"],
+                "description": "anomaly_score < threshold; null when no threshold was recorded",
+            },
+            "threshold": {"type": ["number", "null"]},
+            "map": {"$ref": "#/$defs/anomaly_map"},
+        },
     }
 
 
@@ -175,13 +269,30 @@ def build_schema(
         },
     }
     op = operating_point_from(meta)
+    anomaly = meta.get("kind") == ANOMALY
+    request_properties: dict[str, Any] = {
+        "images": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": n,
+            "items": {"$ref": "#/$defs/image"},
+        }
+    }
+    extra_defs: dict[str, Any] = {}
+    title = f"{meta['backbone']} image classifier: {', '.join(classes)}"
+    if anomaly:
+        prediction = anomaly_prediction()
+        request_properties["map"] = {"type": "boolean", "description": "answer the maps too"}
+        extra_defs["anomaly_map"] = ANOMALY_MAP
+        title = f"{meta['backbone']} anomaly model ({meta['anomaly']['method']}): good or not"
     return {
         "$schema": DRAFT,
-        "title": f"{meta['backbone']} image classifier: {', '.join(classes)}",
+        "title": title,
         "description": "POST /predict takes multipart/form-data (one file per image, any field "
         "name), a raw image body (image/* or application/octet-stream: one image), or "
         "application/json as $defs/request. It answers $defs/response, or $defs/error with a "
-        "4xx status.",
+        "4xx status."
+        + (" An anomaly model answers its maps too with ?map=true." if anomaly else ""),
         "type": "object",
         "properties": {
             "request": {"$ref": "#/$defs/request"},
@@ -194,16 +305,10 @@ def build_schema(
                 "type": "object",
                 "required": ["images"],
                 "additionalProperties": False,
-                "properties": {
-                    "images": {
-                        "type": "array",
-                        "minItems": 1,
-                        "maxItems": n,
-                        "items": {"$ref": "#/$defs/image"},
-                    }
-                },
+                "properties": request_properties,
             },
             "prediction": prediction,
+            **extra_defs,
             "response": {
                 "type": "object",
                 "required": ["predictions", "operating_point"],
@@ -236,7 +341,9 @@ def build_schema(
             },
         },
         "x-model": {
+            "kind": ANOMALY if anomaly else "classifier",
             "backbone": meta["backbone"],
+            **({"anomaly": meta["anomaly"]} if anomaly else {}),
             "class_names": classes,
             "preprocessing": {
                 **meta["preprocessing"],

@@ -50,6 +50,7 @@ class Evaluation:
     curves: dict[str, Any] = field(default_factory=dict)  # name -> (x, y) per class or pass/fail
     probs: Tensor | None = None
     target: Tensor | None = None
+    scores: Tensor | None = None  # defect score of each image (pass/fail), when there is one
 
 
 def defect_scores(probs: Tensor, good_index: int) -> Tensor:
@@ -106,7 +107,10 @@ def compute_metrics(
             curves["roc_pass_fail"] = BinaryROC()(score, is_defect)
             curves["pr_pass_fail"] = BinaryPrecisionRecallCurve()(score, is_defect)
     scalars[f"{split}/num_images"] = float(len(target))
-    return Evaluation(scalars, confusion, curves, probs, target)
+    scores = (
+        defect_scores(probs, class_names.index(good_class)) if good_class in class_names else None
+    )
+    return Evaluation(scalars, confusion, curves, probs, target, scores)
 
 
 def always_class_logits(n: int, num_classes: int, index: int) -> Tensor:

@@ -19,10 +19,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from trainer.checkpoint.finetune import leave_out_trained
-from trainer.checkpoint.read import load_classifier
+from trainer.checkpoint.read import load_model
 from trainer.data.image_folder import SPLITS
 from trainer.errors import ConfigError, DataError
 from trainer.evaluation import gate as gates
+from trainer.evaluation.html_report import write_html
 from trainer.evaluation.report import evaluate_model, log_to, write_card, write_report
 from trainer.history.record import remember
 from trainer.history.store import config_digest
@@ -74,7 +75,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path: required: python eval.py ckpt_path=PATH/TO/epoch_NNN.ckpt")
     ckpt_path = Path(cfg.ckpt_path).expanduser().resolve()
-    model = load_classifier(ckpt_path)
+    model = load_model(ckpt_path)
     meta = dict(model.run_metadata)
     data_cfg = data_config(cfg, meta)
     datamodule = hydra.utils.instantiate(data_cfg)
@@ -102,6 +103,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         float(cfg.operating_point.target_recall),
         _device(cfg),
         stored_op=None if cfg.operating_point.get("recompute") else meta.get("operating_point"),
+        target_false_reject=float(cfg.operating_point.get("target_false_reject", 0.01)),
     )
     metrics = report.metrics
     checks, gate_result = gates.apply_gate(
@@ -135,6 +137,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         cfg, "eval", started, meta, metrics, str(ckpt_path), gate_result, report.data["fingerprint"]
     )
     console.print(f"Report: [bold]{out_dir / 'metrics.json'}[/bold]", soft_wrap=True)
+    if cfg.get("report_html", True):  # after remember: the page's history holds this run
+        history = (cfg.get("history") or {}).get("path")
+        page = write_html(report, content, meta, out_dir, model, datamodule, history, split)
+        console.print(f"Page: [bold]{page}[/bold]", soft_wrap=True)
     gates.print_checks(checks)
     gates.enforce(checks)
     return content

@@ -12,13 +12,21 @@ from trainer.utils.rich_utils import console
 
 
 def _data(model: Any) -> FolderSplits:
+    """The checkpoint's data, split as its run split it."""
     root = Path(model.run_metadata.get("data", {}).get("root", ""))
     if not root.is_dir():
         raise DataError(
             f"images: none given, and the checkpoint's data folder '{root}' is not there; "
             "pass images=FILE_OR_FOLDER"
         )
-    return scan_image_folder(root)
+    data = (model.run_metadata.get("config") or {}).get("data") or {}
+    return scan_image_folder(
+        root,
+        data.get("val_fraction", 0.15),
+        data.get("test_fraction", 0.15),
+        data.get("split_seed", 0),
+        data.get("train_classes"),
+    )
 
 
 def default_samples(scan: FolderSplits, split: str, count: int) -> list[Sample]:
@@ -36,8 +44,12 @@ def default_samples(scan: FolderSplits, split: str, count: int) -> list[Sample]:
 
 
 def explain(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Write the pictures (and the pointing game) for ``cfg`` (configs/explain.yaml); a summary."""
-    from trainer.checkpoint.read import load_classifier
+    """Write the pictures (and the pointing game) for ``cfg`` (configs/explain.yaml); a summary.
+
+    An anomaly model's checkpoint works too: its anomaly map takes Grad-CAM's place, in the
+    pictures and in the pointing game; it has no worst mistakes of a classifier to show.
+    """
+    from trainer.checkpoint.read import load_model
     from trainer.data.dataset import ImageSamples, load_images
     from trainer.data.image_folder import image_files
     from trainer.explain.mistakes import write_worst_mistakes
@@ -47,7 +59,8 @@ def explain(cfg: dict[str, Any]) -> dict[str, Any]:
 
     if cfg["split"] not in SPLITS:
         raise ConfigError(f"split: '{cfg['split']}' is not one of {', '.join(SPLITS)}")
-    model = load_classifier(cfg["ckpt_path"])
+    model = load_model(cfg["ckpt_path"])
+    anomaly = getattr(model, "kind", None) == "anomaly"
     out = Path(cfg["out_dir"]).expanduser()
     scan = None
     if cfg.get("images"):
@@ -80,20 +93,20 @@ def explain(cfg: dict[str, Any]) -> dict[str, Any]:
     for i, (f, e) in enumerate(zip(files, explained, strict=True)):
         e.summary.save(out / f"{i:02d}_{f.stem}.png")
         e.features.save(out / "feature_maps" / f"{i:02d}_{f.stem}.png")
-    grid([e.tile for e in explained], ncol=4).save(out / "gradcam.png")
+    picture = "anomaly_maps.png" if anomaly else "gradcam.png"
+    grid([e.tile for e in explained], ncol=4).save(out / picture)
     result: dict[str, Any] = {"out_dir": str(out), "images": len(files)}
 
-    if int(cfg["worst_mistakes"]) > 0 or cfg["pointing_game"]:
+    mistakes = 0 if anomaly else int(cfg["worst_mistakes"])  # Grad-CAM of wrong classes
+    if mistakes > 0 or cfg["pointing_game"]:
         scan = scan or _data(model)
-    if int(cfg["worst_mistakes"]) > 0 and scan.splits.get(cfg["split"]):
+    if mistakes > 0 and scan.splits.get(cfg["split"]):
         dataset = ImageSamples(
             scan.splits[cfg["split"]],
             model.preprocessing["resize"],
             interpolation=model.preprocessing["interpolation"],
         )
-        rows = write_worst_mistakes(
-            model, dataset, out, int(cfg["worst_mistakes"]), cfg["cam_layers"]
-        )
+        rows = write_worst_mistakes(model, dataset, out, mistakes, cfg["cam_layers"])
         result["worst_mistakes"] = len(rows)
     if cfg["pointing_game"]:
         items = boxed_images(scan.root, cfg["split"])

@@ -1,9 +1,10 @@
 """``export(cfg)``: a checkpoint as a deployment bundle; what ``scripts/export.py`` does.
 
 The keys are those of configs/export.yaml (a DictConfig or a plain dict): ``ckpt_path``, ``out``,
-``images``, ``force``, ``parity_images``, the request limits ``max_images``, ``max_bytes``,
-``max_pixels``, and ``any_size``. The bundle is written only when its ONNX model agrees with
-the checkpoint on real images (``trainer.export.parity``); see ``trainer.export.bundle``.
+``images``, ``force``, ``parity_images``, ``quantize``, ``calibration_dir``,
+``calibration_images``, the request limits ``max_images``, ``max_bytes``, ``max_pixels``, and
+``any_size``. The bundle is written only when its ONNX model agrees with the checkpoint on real
+images (``trainer.export.parity``); see ``trainer.export.bundle``.
 
     from trainer.tasks.export import export
     export({"ckpt_path": "outputs/train/runs/<time>/checkpoints/epoch_007.ckpt"})
@@ -53,6 +54,9 @@ def export(cfg: Mapping[str, Any]) -> Path:
         images=cfg.get("images"),
         force=_bool(cfg, "force"),
         parity_images=_int(cfg, "parity_images", 32),
+        quantize=cfg.get("quantize"),
+        calibration_dir=cfg.get("calibration_dir"),
+        calibration_images=_int(cfg, "calibration_images", 64),
         **{key: _int(cfg, key) for key in LIMITS},
         width=any_size,
         height=any_size,

@@ -5,6 +5,7 @@ test the best checkpoint, and return the metrics (a sweeper optimises ``cfg.opti
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,10 @@ from trainer.checkpoint.atomic_io import with_atomic_io
 from trainer.checkpoint.finetune import check_finetune_options, load_parent
 from trainer.checkpoint.read import check_resumable, checkpoint_metadata, kept_model_metrics
 from trainer.checkpoint.resume import resolve_ckpt_path
+from trainer.data.checks.anomaly_train import check_anomaly_training
 from trainer.data.checks.contract import contract_before_training, run_policy
 from trainer.data.image_folder import typical_side
+from trainer.errors import ConfigError
 from trainer.evaluation.final import finish_training
 from trainer.models.backbone import check_name, input_size_for
 from trainer.utils.device import default_precision, on_gpu
@@ -35,6 +38,7 @@ from trainer.utils.instantiate import instantiate_group
 from trainer.utils.lineage import lineage
 from trainer.utils.loggers import tensorboard_logger
 from trainer.utils.rich_utils import console, print_config_tree, print_metrics_table
+from trainer.utils.wandb_logger import finish_run
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,8 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*No (positive|negative) samples in targets.*")
 # TensorBoard's graph is traced with torch.jit, which torch now calls deprecated.
 warnings.filterwarnings("ignore", message=".*torch.jit.trace(_method)?` is deprecated.*")
+# the same trace warns of every shape-dependent branch (PatchCore's empty bank before fitting)
+warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)`? is deprecated.*")
 
 
@@ -60,6 +66,29 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> 
     return hydra.utils.instantiate(
         trainer_cfg, callbacks=callbacks, logger=loggers, plugins=plugins
     )
+
+
+def instantiate_model(cfg: DictConfig, **kwargs: Any) -> L.LightningModule:
+    """``cfg.model`` instantiated; a key the model does not take (an experiment written for
+    another kind of model sets it) is one line naming it and the experiment."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return hydra.utils.instantiate(cfg.model, **kwargs)
+    except InstantiationException as err:
+        key = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if key is None:
+            raise
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+        experiment = choices.get("experiment")
+        raise ConfigError(
+            f"model.{key.group(1)}: {cfg.model.get('_target_')} takes no such option"
+            + (f" (set by experiment={experiment})" if experiment else "")
+            + "; choose the experiment written for this model (model=patchcore: "
+            "experiment=pcb_anomaly) or drop it with ~experiment"
+        ) from err
 
 
 def _log_once() -> None:
@@ -96,14 +125,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
             side,
             input_size,
         )
-    model = hydra.utils.instantiate(
-        cfg.model,
+    model = instantiate_model(
+        cfg,
         input_size=input_size,
         class_names=class_names,
         good_class=cfg.data.get("good_class"),
         # weights come from the parent: no hub look-up
         **({"pretrained": False} if cfg.get("finetune_from") else {}),
     )
+    check_anomaly_training(model, datamodule)  # defect images in a good-only training split
     if ckpt_path:  # before anything is written into the run folder
         check_resumable(ckpt_path, class_names, model, cfg.model.backbone)
     parent = None  # loaded before the summary: the parent's training images leave val and test
@@ -159,8 +189,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero and getattr(trainer.checkpoint_callback, "best_model_path", ""):
         best = trainer.checkpoint_callback.best_model_path
         console.print(f"Best checkpoint: [bold]{best}[/bold]", soft_wrap=True)
-    # operating point into the best checkpoint, report, model card, run history, gate
-    return finish_training(cfg, trainer, model, datamodule, metrics)
+    try:  # operating point into the best checkpoint, report, model card, run history, gate
+        return finish_training(cfg, trainer, model, datamodule, metrics)
+    finally:
+        finish_run()  # W&B's run: complete, and not continued by a sweep's next job
 
 
 def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> None:
@@ -171,7 +203,7 @@ def _log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, float])
     params = {
         "backbone": cfg.model.backbone,
         "input_size": str(cfg.model.input_size),
-        "lr": cfg.model.optimizer.lr,
+        "lr": (cfg.model.get("optimizer") or {}).get("lr"),  # an anomaly model has none
         "batch_size": cfg.data.batch_size,
         "global_batch_size": trainer.world_size
         * cfg.data.batch_size

@@ -150,6 +150,7 @@ def validate(cfg: DictConfig) -> int:
         val_fraction=cfg.data.get("val_fraction", 0.15),
         test_fraction=cfg.data.get("test_fraction", 0.15),
         split_seed=cfg.data.get("split_seed", 0),
+        train_classes=cfg.data.get("train_classes"),
         policy=policy,
         perceptual=cfg.get("perceptual", True),
     )

@@ -36,8 +36,9 @@ def run_reporting_errors(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         if message is None or full_errors():
             raise
         from rich.console import Console
+        from rich.markup import escape
 
-        Console(stderr=True).print(
-            f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True
+        Console(stderr=True).print(  # escaped: "data.train_classes=[good]" is no markup
+            f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True
         )
         sys.exit(2)

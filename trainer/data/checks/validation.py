@@ -112,9 +112,14 @@ def _walk_classes(folder: Path, split: str | None, tree: Tree) -> dict[str, list
 
 
 def walk_tree(
-    root: str | Path, val_fraction: float = 0.15, test_fraction: float = 0.15, split_seed: int = 0
+    root: str | Path,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_seed: int = 0,
+    train_classes: Sequence[str] | None = None,
 ) -> Tree:
-    """Every file of ``root`` (either layout of ``scan_image_folder``) with its split and class.
+    """Every file of ``root`` (either layout of ``scan_image_folder``, ``train_classes`` as
+    there) with its split and class.
 
     Splits are those training would use; when the loader would refuse the tree (an empty
     class, say), a best-effort split is made so that the other checks still run.
@@ -133,7 +138,7 @@ def walk_tree(
         raise DataError(f"data.root: '{root}' has no class folders; expected <root>/<class>/*.png")
     tree.class_names = names
     try:
-        scan = scan_image_folder(root, val_fraction, test_fraction, split_seed)
+        scan = scan_image_folder(root, val_fraction, test_fraction, split_seed, train_classes)
         tree.images = entries_of(scan)
         return tree
     except DataError as err:
@@ -435,16 +440,19 @@ def validate_dataset(
     split_seed: int = 0,
     policy: Policy | None = None,
     perceptual: bool = True,
+    train_classes: Sequence[str] | None = None,
 ) -> ValidationReport:
     """Scan the image tree at ``root`` and report every finding (see the module docstring).
 
     Args:
         root: ``root/<class>/*`` or ``root/{train,val,test}/<class>/*``.
-        val_fraction, test_fraction, split_seed: the split training would make (data config).
+        val_fraction, test_fraction, split_seed, train_classes: the split training would make
+            (data config).
         policy: what fails and the thresholds (default: ``Policy()``).
         perceptual: compute perceptual hashes for near-duplicates (about a third of the time).
 
     Raises:
         DataError: ``root`` is missing or has no class folders (nothing to check).
     """
-    return analyse(walk_tree(root, val_fraction, test_fraction, split_seed), policy, perceptual)
+    tree = walk_tree(root, val_fraction, test_fraction, split_seed, train_classes)
+    return analyse(tree, policy, perceptual)

@@ -10,6 +10,14 @@ it runs in a small container. Usage, from the bundle folder::
 
 ``run`` returns ``{"predictions": [...], ...}`` as ``schema.json`` describes; input the model
 cannot take raises ``InputError`` (``code``, HTTP ``status``, one-line message naming the image).
+A classifier's prediction is ``{"name", "label", "probabilities", "defect_score", "pass"}``; an
+anomaly model's (``x-model.kind``) is ``{"name", "anomaly_score", "pass", "threshold"}``, and with
+``run(request, map=True)`` (or ``"map": true`` in the request) also ``"map"``: the anomaly map as
+a grayscale PNG and the box around its peak (``anomaly_map``).
+
+From the shell, as ``python predict.py`` does with the checkpoint (the same CSV columns)::
+
+    python score.py boards/ 'more/**/*.png' > predictions.csv    # exit 0, 1: none read, 2: usage
 
 Preprocessing reproduces the training pipeline's evaluation transform exactly: decode with
 Pillow, convert to RGB, then a square antialiased resize that is a numpy port of the uint8
@@ -21,22 +29,30 @@ ONNX graph, which takes the resized uint8 images.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
+import csv
 import functools
+import glob
 import hashlib
 import io
 import json
 import os
+import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 HERE = Path(__file__).resolve().parent
+ANOMALY = "anomaly"  # x-model.kind of an anomaly model (good images only); else a classifier
+MAP_LEVEL = 0.5  # the box: map pixels at least this far from the map's minimum to its maximum
+# What the training loader reads (trainer.data.image_folder.IMAGE_EXTENSIONS)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class InputError(ValueError):
@@ -183,6 +199,7 @@ class Model:
         self.size = (int(pre["resize"][0]), int(pre["resize"][1]))
         self.interpolation = str(pre["interpolation"])
         self.operating_point = self.info["operating_point"]
+        self.kind = self.info.get("kind", "classifier")
         model_path = self.dir / "model.onnx"
         if verify:
             self._verify(model_path)
@@ -263,11 +280,17 @@ class Model:
 
     def preprocess(self, data: bytes, name: str = "image") -> np.ndarray:
         """The uint8 (3, h, w) array the ONNX graph takes, as training's ``load_image`` gives."""
+        return self.preprocess_sized(data, name)[0]
+
+    def preprocess_sized(
+        self, data: bytes, name: str = "image"
+    ) -> tuple[np.ndarray, tuple[int, int]]:
+        """``preprocess``'s array and the image's own (width, height), which an anomaly map's
+        box is given in."""
         with self.decode(data, name) as img:
             rgb = np.asarray(img.convert("RGB"))
-        return np.ascontiguousarray(
-            resize_uint8(rgb, self.size, self.interpolation).transpose(2, 0, 1)
-        )
+        array = resize_uint8(rgb, self.size, self.interpolation).transpose(2, 0, 1)
+        return np.ascontiguousarray(array), (rgb.shape[1], rgb.shape[0])
 
     # -- prediction
 
@@ -292,6 +315,23 @@ class Model:
             return float(score), bool(score < np.float32(op["threshold"]))
         return float(score), bool(int(np.argmax(probs)) == self.class_names.index(good))
 
+    def anomaly_arrays(
+        self, batch: np.ndarray, maps: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """An anomaly model's scores (N,) of a uint8 batch, and its maps (N, 1, h, w) if asked."""
+        names = ["anomaly_score", "anomaly_map"] if maps else ["anomaly_score"]
+        out = self.session.run(names, {self.input_name: batch})
+        return out[0], out[1] if maps else None
+
+    def passes(self, score: float) -> bool | None:
+        """An anomaly model's decision: pass when the score is below the threshold, compared in
+        float32 as training chose it (``score >= threshold`` fails; so does a nan score); None
+        when the bundle records no threshold."""
+        op = self.operating_point
+        if op.get("rule") != "threshold" or op.get("threshold") is None:
+            return None
+        return bool(np.float32(score) < np.float32(op["threshold"]))
+
     def check_count(self, count: int) -> None:
         """Refuse an empty request or one over the batch limit, before anything is decoded."""
         if count == 0:
@@ -304,9 +344,16 @@ class Model:
                 413,
             )
 
-    def predict(self, images: list[tuple[str, bytes]]) -> dict[str, Any]:
-        """Score ``(name, bytes)`` pairs; every image is checked before any is scored."""
+    def predict(self, images: list[tuple[str, bytes]], map: bool = False) -> dict[str, Any]:
+        """Score ``(name, bytes)`` pairs; every image is checked before any is scored. ``map``:
+        an anomaly model's answers carry their anomaly maps (a classifier refuses it)."""
         self.check_count(len(images))
+        if map and self.kind != ANOMALY:
+            raise InputError(
+                "bad_request", "map: only an anomaly model has an anomaly map; drop map", 400
+            )
+        if self.kind == ANOMALY:
+            return self._predict_anomaly(images, map)
         batch = np.stack([self.preprocess(data, name) for name, data in images])
         probs = self.predict_arrays(batch)
         predictions = []
@@ -325,8 +372,26 @@ class Model:
             )
         return {"predictions": predictions, "operating_point": self.operating_point}
 
-    def run(self, request: dict[str, Any] | str | bytes) -> dict[str, Any]:
-        """Score a JSON request ``{"images": [{"name": ..., "data": base64}]}`` (schema.json)."""
+    def _predict_anomaly(self, images: list[tuple[str, bytes]], map: bool) -> dict[str, Any]:
+        arrays = [self.preprocess_sized(data, name) for name, data in images]
+        scores, maps = self.anomaly_arrays(np.stack([a for a, _ in arrays]), map)
+        threshold = self.operating_point.get("threshold")
+        predictions = []
+        for i, (name, _) in enumerate(images):
+            answer = {
+                "name": name,
+                "anomaly_score": float(scores[i]),
+                "pass": self.passes(scores[i]),
+                "threshold": threshold,
+            }
+            if map:
+                answer["map"] = anomaly_map(maps[i, 0], arrays[i][1], threshold)
+            predictions.append(answer)
+        return {"predictions": predictions, "operating_point": self.operating_point}
+
+    def run(self, request: dict[str, Any] | str | bytes, map: bool = False) -> dict[str, Any]:
+        """Score a JSON request ``{"images": [{"name": ..., "data": base64}]}`` (schema.json);
+        ``map`` or the request's ``"map": true`` asks an anomaly model for its maps."""
         if isinstance(request, (str, bytes)):
             try:
                 request = json.loads(request)
@@ -335,6 +400,8 @@ class Model:
         items = request.get("images") if isinstance(request, dict) else None
         if not isinstance(items, list):
             raise InputError("bad_request", "the request needs a list 'images'", 400)
+        if not isinstance(request.get("map", False), bool):
+            raise InputError("bad_request", "the request's 'map' must be true or false", 400)
         self.check_count(len(items))
         images = []
         for i, item in enumerate(items):
@@ -355,7 +422,7 @@ class Model:
                 raise InputError(
                     "bad_request", f"image '{name}': data is not base64", 400, name
                 ) from err
-        return self.predict(images)
+        return self.predict(images, map or request.get("map", False))
 
 
 def session_options(threads: int | None = None) -> ort.SessionOptions:
@@ -384,6 +451,210 @@ def init(bundle_dir: str | Path | None = None, threads: int | None = None) -> Mo
     return _model
 
 
-def run(request: dict[str, Any] | str | bytes) -> dict[str, Any]:
+def run(request: dict[str, Any] | str | bytes, map: bool = False) -> dict[str, Any]:
     """Score a request (see ``Model.run``); calls ``init()`` first when needed."""
-    return (_model or init()).run(request)
+    return (_model or init()).run(request, map)
+
+
+# ---------------------------------------------------------------- anomaly maps
+
+
+def map_png(amap: np.ndarray, scale: float) -> bytes:
+    """``amap`` (h, w) as an 8-bit grayscale PNG: grey = round(255 * value / scale), clipped."""
+    grey = np.clip(np.rint(amap * (255.0 / scale)), 0, 255) if scale > 0 else np.zeros_like(amap)
+    buffer = io.BytesIO()
+    Image.fromarray(grey.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def peak_region(amap: np.ndarray, level: float = MAP_LEVEL) -> tuple[np.ndarray, tuple[int, int]]:
+    """The map pixels at least ``level`` of the way from the map's minimum to its maximum that
+    are 4-connected to its peak (grown from the peak one ring at a time), and the peak (row, col)."""
+    peak = np.unravel_index(int(np.argmax(amap)), amap.shape)
+    low, high = float(amap.min()), float(amap.max())
+    above = amap >= low + level * (high - low)
+    region = np.zeros_like(above)
+    region[peak] = True
+    while True:
+        grown = region.copy()
+        grown[1:] |= region[:-1]
+        grown[:-1] |= region[1:]
+        grown[:, 1:] |= region[:, :-1]
+        grown[:, :-1] |= region[:, 1:]
+        grown &= above
+        if np.array_equal(grown, region):
+            return region, (int(peak[0]), int(peak[1]))
+        region = grown
+
+
+def anomaly_map(amap: np.ndarray, size: tuple[int, int], threshold: float | None) -> dict[str, Any]:
+    """The answer's ``map`` of one image's anomaly map ``amap`` (h, w: the model's input side).
+
+    ``png``: the map as a grayscale PNG of h x w pixels, base64, scaled so that 255 stands for
+    ``scale`` = max(2 * threshold, the map's maximum) (without a threshold: its maximum): grey
+    128 is about the threshold, and maps of different images compare. ``box``: [left, top,
+    right, bottom) in the pixels of the image as sent (``size`` = its width, height; the map
+    covers the whole image) around ``peak_region``; ``peak``: [x, y] of the map's maximum there.
+    """
+    h, w = amap.shape
+    width, height = size
+    high = float(amap.max())
+    scale = max(2 * float(threshold), high) if threshold is not None else high
+    region, (row, col) = peak_region(amap)
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    box = [
+        int(cols[0]) * width // w,
+        int(rows[0]) * height // h,
+        -(-(int(cols[-1]) + 1) * width // w),
+        -(-(int(rows[-1]) + 1) * height // h),
+    ]
+    return {
+        "png": base64.b64encode(map_png(amap, scale)).decode("ascii"),
+        "width": int(w),
+        "height": int(h),
+        "scale": scale,
+        "max": high,
+        "box": box,
+        "peak": [(2 * col + 1) * width // (2 * w), (2 * row + 1) * height // (2 * h)],
+        "level": MAP_LEVEL,
+    }
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _images_below(folder: Path) -> list[Path]:
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_EXTENSIONS
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+
+
+def image_files(items: list[str]) -> list[Path]:
+    """The images named by files, folders (recursively, hidden files skipped) and glob patterns,
+    absolute, unique and sorted: the files ``python predict.py images=...`` scores.
+
+    Raises:
+        FileNotFoundError: an item names no image (a one-line message).
+    """
+    found: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            images = _images_below(path)
+            if not images:
+                raise FileNotFoundError(f"folder '{path}' holds no {'/'.join(IMAGE_EXTENSIONS)}")
+        elif path.is_file():
+            images = [path]
+        elif glob.has_magic(str(path)):
+            matches = [Path(m) for m in glob.glob(str(path), recursive=True)]
+            images = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
+            images += [f for m in matches if m.is_dir() for f in _images_below(m)]
+            if not images:
+                raise FileNotFoundError(f"pattern '{path}' matches no image file")
+        else:
+            raise FileNotFoundError(f"'{path}' is neither an image file nor a folder")
+        found += images
+    return sorted({Path(os.path.abspath(p)) for p in found})
+
+
+def _read(model: Model, files: list[Path]) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
+    """The preprocessed arrays of ``files``, and the one-line error of each that cannot be read."""
+    arrays, errors = {}, {}
+    for path in files:
+        try:
+            arrays[path] = model.preprocess(path.read_bytes(), str(path))
+        except (InputError, OSError) as err:
+            errors[path] = str(err).splitlines()[0]
+    return arrays, errors
+
+
+def score_files(model: Model, files: list[Path], out: TextIO, batch_size: int = 32) -> int:
+    """Write the CSV of ``files`` to ``out``; an unreadable file is a row with its error. Returns
+    how many were scored. ``pass`` is filled only at a recorded threshold, as in predict.py.
+    A classifier's columns are those of predict.py; an anomaly model's ``path, anomaly_score,
+    pass, error``."""
+    names = model.class_names
+    anomaly = model.kind == ANOMALY
+    writer = csv.writer(out, lineterminator="\n")
+    if anomaly:
+        header = ["path", "anomaly_score", "pass", "error"]
+    else:
+        header = ["path", "label", *(f"p_{c}" for c in names), "defect_score", "pass", "error"]
+    writer.writerow(header)
+    at_threshold = model.operating_point.get("rule") == "threshold"
+    scored = 0
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        arrays, errors = _read(model, chunk)
+        batch = np.stack(list(arrays.values())) if arrays else None
+        if batch is None:
+            outputs: Any = []
+        else:
+            outputs = model.anomaly_arrays(batch)[0] if anomaly else model.predict_arrays(batch)
+        results = dict(zip(arrays, outputs, strict=True))
+        for path in chunk:
+            if path in errors:
+                writer.writerow([path, *[""] * (len(header) - 2), errors[path]])
+                continue
+            if anomaly:
+                score, passed = float(results[path]), model.passes(results[path])
+                writer.writerow([path, score, {True: "true", False: "false"}.get(passed, ""), ""])
+            else:
+                p = results[path]
+                score, passed = model.decide(p)
+                verdict = {True: "true", False: "false"}.get(passed, "") if at_threshold else ""
+                label = names[int(np.argmax(p))]
+                writer.writerow(
+                    [path, label, *map(float, p), "" if score is None else score, verdict, ""]
+                )
+            scored += 1
+    return scored
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage and message
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python score.py IMAGE... > predictions.csv``; exit 0, 1 when no image could be read,
+    2 for usage errors."""
+    parser = _Parser(
+        prog="score.py",
+        description="Score image files with this bundle: CSV on stdout, one row per file "
+        "(a classifier: path, label, p_<class>..., defect_score, pass, error; an anomaly "
+        "model: path, anomaly_score, pass, error).",
+        epilog="exit codes: 0 scored, 1 no image could be read, 2 usage error",
+    )
+    parser.add_argument(
+        "images", nargs="+", help="image files, folders (recursively) or glob patterns"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="images per run (32)")
+    parser.add_argument(
+        "--threads", type=int, help="ONNX Runtime threads (default: SCORE_THREADS or all cores)"
+    )
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size {args.batch_size}: use 1 or more")
+    try:
+        files = image_files(args.images)
+    except FileNotFoundError as err:
+        parser.error(str(err))
+    model = init(
+        threads=args.threads or int(os.environ.get("SCORE_THREADS") or os.cpu_count() or 1)
+    )
+    if model.operating_point.get("rule") != "threshold":
+        print(
+            "score.py: no operating point in this bundle: the pass column is empty", file=sys.stderr
+        )
+    scored = score_files(model, files, sys.stdout, args.batch_size)
+    print(f"score.py: scored {scored} of {len(files)} images", file=sys.stderr)
+    return 0 if scored else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

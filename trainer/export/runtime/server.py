@@ -7,7 +7,8 @@ and ``trainer.serve`` imports it. It needs only fastapi, uvicorn and python-mult
 of its own (hence the body budget lives here rather than in a module beside it).
 
 Endpoints: ``POST /predict`` (multipart files, one raw image body, or the JSON request of
-``schema.json``), ``GET /health``, ``GET /schema``, ``GET /metadata``. Every check lives in
+``schema.json``; ``?map=true``: an anomaly model answers its anomaly maps too), ``GET /health``,
+``GET /schema``, ``GET /metadata`` (``kind``: ``classifier`` or ``anomaly``). Every check lives in
 ``score.py``; a request it refuses is a 4xx JSON ``{"error": {"code", "message", "image"}}``.
 Request bodies in flight share one byte budget (``--max-inflight-bytes``): a body that does not
 fit now is a 503 ``overloaded`` with ``Retry-After``, answered before the body is read, and a body
@@ -150,6 +151,8 @@ def public_metadata(bundle_dir: Path, model: Any, limits: dict[str, Any]) -> dic
     files = manifest.get("files") or {}
     keys = ("backbone", "class_names", "preprocessing", "operating_point", "input", "outputs")
     return {
+        "kind": info.get("kind", "classifier"),
+        **({"anomaly": info["anomaly"]} if "anomaly" in info else {}),
         **{k: info.get(k) for k in keys},
         "opset": info.get("opset"),
         "limits": limits,
@@ -345,7 +348,18 @@ def create_app(
             body += chunk
         return body
 
-    def score_json(body: bytearray) -> dict[str, Any]:
+    def wants_map(request: Request) -> bool:
+        """``?map=true``, checked before the body is read."""
+        value = request.query_params.get("map", "false").lower()
+        if value not in ("true", "false", "1", "0"):
+            raise score.InputError("bad_request", f"map: '{value}' is not true or false", 400)
+        if value in ("true", "1") and model.kind != score.ANOMALY:
+            raise score.InputError(
+                "bad_request", "map: only an anomaly model has an anomaly map; drop map", 400
+            )
+        return value in ("true", "1")
+
+    def score_json(body: bytearray, map: bool) -> dict[str, Any]:
         """Parse and score a JSON body, keeping at most two copies of it at any time."""
         try:
             text = body.decode("utf-8")
@@ -354,7 +368,7 @@ def create_app(
         except (ValueError, UnicodeDecodeError) as err:
             raise score.InputError("bad_request", f"the request is not JSON ({err})", 400) from err
         del text  # the parsed request holds it now
-        return model.run(request)
+        return model.run(request, map)
 
     async def multipart(request: Request) -> list[tuple[str, bytes]]:
         try:
@@ -402,6 +416,7 @@ def create_app(
                 415,
             )
         name = request.query_params.get("name", "body")
+        want_map = wants_map(request)
         cap = max_json if ctype == "application/json" else max_raw
         code, what = "request_too_large", f"the {ctype} body"
         if is_raw:
@@ -431,8 +446,8 @@ def create_app(
                     raw = await read_capped(request, held, cap, too_large)
                     images = [(name, bytes(raw))] if raw else []
             if ctype == "application/json":
-                return await in_thread(score_json, body)
-            return await in_thread(model.predict, images)
+                return await in_thread(score_json, body, want_map)
+            return await in_thread(model.predict, images, want_map)
 
     return app
 
