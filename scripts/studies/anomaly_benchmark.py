@@ -1,8 +1,8 @@
 """Good boards only, measured: PatchCore on product A with backbones that never saw A's defects.
 
-For each backbone (random weights; ``--source CKPT``, a classifier of another product, e.g.
-``python train.py data.generator.product=b``; ``--pretrained-path FILE``, any weights file timm
-loads), ``python train.py experiment=pcb_anomaly`` fits on product A's 800 good training boards
+For each backbone (random weights, and each ``--backbone LABEL=PATH``: a classifier of another
+product, e.g. ``python train.py data.generator.product=b``, a self-supervised one, any weights
+file timm loads), ``python train.py experiment=pcb_anomaly`` fits on product A's 800 good training boards
 and scores its whole test split; then ``scripts/explain.py pointing_game=true`` plays the pointing
 game of the anomaly map on the generator's defect boxes, ``scripts/export.py`` writes the bundle
 (parity-gated), and the latency of one board is measured on one CPU thread in PyTorch (the
@@ -12,8 +12,8 @@ Writes ``<out>/anomaly.json``: per row the image AUROC (good against any defect)
 kind, the pointing game, the whole command's wall seconds and peak memory, the fit's extraction
 and coreset seconds, the memory bank's size, and the latencies.
 
-    python scripts/studies/anomaly_benchmark.py --source <product-b run>/checkpoints/epoch_007.ckpt
-    python scripts/studies/anomaly_benchmark.py --source ... --overrides model.coreset_fraction=0.05
+    python scripts/studies/anomaly_benchmark.py --backbone "product b=<product-b run>/checkpoints/epoch_007.ckpt"
+    python scripts/studies/anomaly_benchmark.py --no-random --backbone "b=..." --overrides model.position_weight=0
 """
 
 from __future__ import annotations
@@ -41,12 +41,13 @@ PEAK = (
 
 
 def run(cmd: list[str], log_path: Path) -> tuple[float, float]:
-    """Run ``cmd`` in the repository: its wall seconds and peak memory in GB."""
+    """Run ``python CMD`` in the repository: its wall seconds and peak memory in GB (stdout to
+    ``log_path``; stderr, where logging goes, is printed when it fails)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log_path, "w") as log:
         done = subprocess.run(
-            [sys.executable, "-c", PEAK, *cmd],
+            [sys.executable, "-c", PEAK, sys.executable, *cmd],
             cwd=ROOT,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
             stdout=log,
@@ -56,6 +57,7 @@ def run(cmd: list[str], log_path: Path) -> tuple[float, float]:
     seconds = time.perf_counter() - start
     *rest, peak = done.stderr.strip().splitlines() or ["0"]
     if done.returncode:
+        print("\n".join(rest[-20:]), file=sys.stderr)
         raise SystemExit(f"{' '.join(cmd[:3])} failed (exit {done.returncode}): see {log_path}")
     return seconds, int(peak) / 1e6  # ru_maxrss is in kB on Linux
 
@@ -88,7 +90,8 @@ def latency(ckpt: Path, bundle: Path, runs: int) -> dict[str, float]:
     }
 
 
-def measure(name: str, overrides: list[str], out: Path, runs: int) -> dict:
+def measure(label: str, overrides: list[str], out: Path, runs: int) -> dict:
+    name = "".join(c if c.isalnum() else "_" for c in label)
     run_dir = out / "anomaly_runs" / name
     train_s, train_gb = run(
         [
@@ -108,7 +111,6 @@ def measure(name: str, overrides: list[str], out: Path, runs: int) -> dict:
             "scripts/explain.py",
             f"ckpt_path={ckpt}",
             "pointing_game=true",
-            "print_config=false",
             f"hydra.run.dir={explain_dir}",
         ],
         out / "anomaly_runs" / f"{name}_explain.log",
@@ -125,7 +127,7 @@ def measure(name: str, overrides: list[str], out: Path, runs: int) -> dict:
     kinds = {k.split("auroc_", 1)[1]: v for k, v in metrics.items() if "test/auroc_" in k}
     kinds.pop("pass_fail", None)
     return {
-        "backbone": name,
+        "backbone": label,
         "overrides": overrides,
         "test_auroc": metrics["test/auroc_pass_fail"],
         "test_auroc_per_kind": kinds,
@@ -142,8 +144,13 @@ def measure(name: str, overrides: list[str], out: Path, runs: int) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--source", type=Path, help="a classifier of another product (its backbone)")
-    p.add_argument("--pretrained-path", type=Path, help="any weights file timm loads")
+    p.add_argument(
+        "--backbone",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a checkpoint of ours or weights file timm loads, and the row's label (repeatable)",
+    )
     p.add_argument("--no-random", action="store_true", help="skip the random-weights row")
     p.add_argument("--overrides", nargs="*", default=[], help="extra train.py overrides, every row")
     p.add_argument("--runs", type=int, default=100, help="timed runs per latency figure")
@@ -151,18 +158,16 @@ def main() -> int:
     args = p.parse_args()
 
     backbones = {} if args.no_random else {"random weights": ["model.pretrained=false"]}
-    if args.source:
-        backbones["classifier of another product"] = [
-            f"model.pretrained_path={args.source.resolve()}"
-        ]
-    if args.pretrained_path:
-        backbones["weights file"] = [f"model.pretrained_path={args.pretrained_path.resolve()}"]
+    for item in args.backbone:
+        label, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            p.error(f"--backbone {item!r}: give LABEL=PATH of an existing file")
+        backbones[label] = [f"model.pretrained_path={Path(path).resolve()}"]
     if not backbones:
-        p.error("nothing to measure: give --source or --pretrained-path, or drop --no-random")
+        p.error("nothing to measure: give --backbone LABEL=PATH, or drop --no-random")
     rows = []
     for name, overrides in backbones.items():
-        slug = name.replace(" ", "_")
-        rows.append(measure(slug, [*overrides, *args.overrides], args.out, args.runs))
+        rows.append(measure(name, [*overrides, *args.overrides], args.out, args.runs))
         print(json.dumps(rows[-1]), flush=True)
 
     import onnxruntime

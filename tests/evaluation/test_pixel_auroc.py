@@ -49,9 +49,7 @@ def _fitted(data) -> torch.nn.Module:  # noqa: ANN001 - an ImageFolderDataModule
     model = PatchCore("test_resnet", data.class_names, pretrained=False, input_size=32).eval()
     data.set_preprocessing(model.preprocessing)
     images = load_images([s.path for s in data.scan.splits["train"]], model.preprocessing)
-    features, _ = model.patch_features(model.normalize(images))
-    model._train_features = [features.reshape(-1, model.feature_dim)]
-    model.build_bank()
+    model.fit_images(model.normalize(images))
     return model
 
 

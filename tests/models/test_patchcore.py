@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
@@ -102,16 +103,56 @@ def test_evaluation_counts_at_the_threshold_by_hand() -> None:
     assert ev.scalars["test/f1_pass_fail"] == pytest.approx(2 * 1 / (2 * 1 + 2 + 2))
 
 
+GOOD = torch.randn(6, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+def fit(**kwargs: float) -> PatchCore:
+    torch.manual_seed(0)
+    model = PatchCore("resnet10t", ["defect", "good"], pretrained=False, input_size=64, **kwargs)
+    model.eval()
+    model.fit_images(GOOD)
+    return model
+
+
 @pytest.fixture(scope="module")
 def fitted() -> PatchCore:
-    torch.manual_seed(0)
-    model = PatchCore("resnet10t", ["defect", "good"], pretrained=False, input_size=64)
-    model.eval()
-    good = torch.randn(6, 3, 64, 64)
-    features, _ = model.patch_features(good)
-    model._train_features = [features.reshape(-1, model.feature_dim)]
-    model.build_bank()
-    return model
+    return fit()
+
+
+def test_position_weight_compares_patches_at_their_place() -> None:
+    """position_weight=2: each patch feature gets its (row, column) in [0, 1] times 2 x the
+    median distance of the training features (scipy's pdist), in the bank and in the query."""
+    from scipy.spatial.distance import pdist
+
+    model = fit(position_weight=2.0, coreset_fraction=1.0, num_neighbours=1)
+    with torch.no_grad():
+        features, (h, w) = model.patch_features(GOOD)
+    median = float(np.median(pdist(features.reshape(-1, model.feature_dim).double().numpy())))
+    assert float(model.position_scale) == pytest.approx(2 * median, rel=1e-4)
+    assert model.memory_bank.shape == (6 * h * w, model.feature_dim + 2)
+    grid = np.stack(np.meshgrid(np.arange(h) / (h - 1), np.arange(w) / (w - 1), indexing="ij"), -1)
+    placed = np.concatenate(
+        [
+            features.double().numpy(),
+            np.broadcast_to(grid.reshape(1, h * w, 2) * 2 * median, (6, h * w, 2)),
+        ],
+        -1,
+    )
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        scores, _ = model(x)
+        query, _ = model.patch_features(x)
+    query = np.concatenate(
+        [
+            query.double().numpy(),
+            np.broadcast_to(grid.reshape(1, h * w, 2) * 2 * median, (2, h * w, 2)),
+        ],
+        -1,
+    )
+    bank = placed.reshape(-1, placed.shape[-1])
+    for i in range(2):
+        d = np.sqrt(((query[i][:, None] - bank[None]) ** 2).sum(-1)).min(1)
+        assert float(scores[i]) == pytest.approx(d.max(), rel=1e-4)
 
 
 def test_score_is_the_reweighted_largest_patch_distance(fitted: PatchCore) -> None:
@@ -148,3 +189,20 @@ def test_bad_options_are_one_line() -> None:
         PatchCore("resnet10t", ["defect", "good"], pretrained=False, layers=[7])
     with pytest.raises(ConfigError, match="good_class"):
         PatchCore("resnet10t", ["a", "b"], pretrained=False)
+
+
+def test_a_positional_model_exports_with_any_batch(tmp_path) -> None:
+    """The position grid follows the batch in the ONNX graph (not the export's example batch)."""
+    import onnxruntime as ort
+
+    from trainer.export.onnx_export import deployable, export_onnx
+
+    model = fit(position_weight=2.0, coreset_fraction=0.5)
+    export_onnx(deployable(model), [64, 64], tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (1, 3):
+        images = np.random.default_rng(batch).integers(0, 256, (batch, 3, 64, 64), np.uint8)
+        scores = session.run(["anomaly_score"], {"image": images})[0]
+        with torch.no_grad():
+            expected = deployable(model)(torch.from_numpy(images))[0].numpy()
+        np.testing.assert_allclose(scores, expected, rtol=1e-4)

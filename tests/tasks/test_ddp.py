@@ -196,3 +196,44 @@ def test_other_ranks_write_no_hydra_folder(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("SLURM_PROCID", "1")
     assert hydra_overrides_for_rank(["train.py"]) == ["hydra.output_subdir=null"]
     assert hydra_overrides_for_rank(["train.py", "hydra.output_subdir=null"]) == []
+
+
+@pytest.mark.slow
+def test_ddp_fits_an_anomaly_model_with_one_process_figures(tmp_path: Path) -> None:
+    """``experiment=pcb_anomaly`` under DDP with the defaults (``test=true``): PatchCore has no
+    trainable parameter, which DistributedDataParallel refuses, so the processes run unwrapped;
+    the bank gathers both processes' features, and the test figures are one process's on the
+    same checkpoint (15 test images on 2 processes: no image scored twice)."""
+    from trainer.checkpoint.read import load_model
+
+    run = tmp_path / "ddp"
+    common = [
+        "experiment=pcb_anomaly",
+        "model.backbone=resnet10t",
+        "model.pretrained=false",
+        "model.input_size=64",
+        "model.coreset_fraction=0.5",
+        "data.batch_size=4",
+        "data.generator.num_val=15",
+        "data.generator.num_test=15",
+    ]
+    run_train(
+        tiny_args(tmp_path, *common, "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={run}")
+    )
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    (best,) = (run / "checkpoints").glob("epoch_*.ckpt")
+    ckpt = load_checkpoint(best)
+    good_train = ckpt["trainer_metadata"]["data"]["counts"]["train"]["good"]
+    patches = (64 // 8) ** 2  # layer2 of resnet10t: stride 8
+    assert ckpt["trainer_metadata"]["anomaly"]["bank_size"] >= round(0.5 * good_train * patches)
+
+    model = load_model(best)
+    cfg = compose_cfg([*tiny_args(tmp_path, *common)], tmp_path)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    datamodule.set_preprocessing(model.preprocessing)
+    single = evaluate_model(model, datamodule, "test", "good", 0.99, torch.device("cpu"))
+    assert single.evaluation.scalars["test/num_images"] == 15
+    assert "test/defect_recall_at_op" in single.metrics
+    assert set(metrics) == set(single.metrics)
+    for tag, value in single.metrics.items():
+        assert metrics[tag] == pytest.approx(value, abs=1e-6, nan_ok=True), tag

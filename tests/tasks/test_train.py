@@ -266,3 +266,26 @@ def test_a_run_starts_from_another_products_checkpoint(tiny_cfg) -> None:
     body = [k for k in before if k.startswith("net.") and not k.startswith("net.fc.")]
     assert body and all(torch.equal(after[k], before[k]) for k in body)
     assert not torch.equal(after["net.fc.weight"], before["net.fc.weight"])
+
+
+def test_adapt_batch_norm_moves_only_the_statistics_while_frozen(tiny_cfg) -> None:
+    """model.adapt_batch_norm=true (AdaBN): during the head-only epoch the backbone's batch-norm
+    running statistics follow the new product, every weight of the backbone stays the source's."""
+    source = Path(__file__).parents[1] / "helpers" / "fixtures" / "pre_layout_test_resnet.ckpt"
+    cfg = tiny_cfg(
+        "data.generator.product=b",
+        "model.pretrained=true",
+        f"model.pretrained_path={source}",
+        "model.freeze_backbone_epochs=1",
+        "model.adapt_batch_norm=true",
+        "test=false",
+    )
+    train(cfg)
+    before = load_checkpoint(source)["state_dict"]
+    after = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")["state_dict"]
+    body = [k for k in before if k.startswith("net.") and not k.startswith("net.fc.")]
+    stats = [k for k in body if k.endswith(("running_mean", "running_var"))]
+    weights = [k for k in body if k not in stats and not k.endswith("num_batches_tracked")]
+    assert stats and weights
+    assert all(torch.equal(after[k], before[k]) for k in weights)
+    assert all(not torch.equal(after[k], before[k]) for k in stats)

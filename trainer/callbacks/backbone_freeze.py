@@ -21,8 +21,9 @@ class BackboneFreeze(L.Callback):
     """Freeze the backbone for ``pl_module.hparams.freeze_backbone_epochs`` epochs.
 
     Only when pretrained weights were loaded: a randomly initialised backbone must learn. While
-    frozen, the batch norms keep the pretrained running statistics (eval mode); afterwards they
-    train again, as in a model that was never frozen.
+    frozen, the batch norms keep the pretrained running statistics (eval mode), unless
+    ``adapt_batch_norm`` (AdaBN, Li et al. 2016, arXiv:1603.04779: the statistics of the new
+    domain, weights still frozen); afterwards they train again, as in a model never frozen.
     """
 
     @staticmethod
@@ -44,10 +45,11 @@ class BackboneFreeze(L.Callback):
         if not (self._epochs(pl_module) and pl_module.pretrained_loaded):
             return
         frozen = trainer.current_epoch < self._epochs(pl_module)
+        adapt = bool(pl_module.hparams.get("adapt_batch_norm", False))
         for param in pl_module.backbone_parameters():
             param.requires_grad_(not frozen)
         for module in pl_module.net.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.train(not frozen)
+                module.train(not frozen or adapt)
         if frozen:
             pl_module.head.train()

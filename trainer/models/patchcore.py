@@ -46,6 +46,14 @@ KIND = "anomaly"  # trainer_metadata["kind"]: what evaluation, export and servin
 BANK_BYTES_SHARE = 0.5  # of this machine's memory, the most the features before coreset may take
 
 
+def median_distance(features: Tensor, sample: int = 2048) -> float:
+    """The median Euclidean distance between pairs of (a fixed sample of) feature rows."""
+    generator = torch.Generator().manual_seed(0)
+    rows = features[torch.randperm(len(features), generator=generator)[:sample]].float()
+    distances = torch.cdist(rows, rows)
+    return float(distances[torch.triu_indices(len(rows), len(rows), 1).unbind()].median())
+
+
 def gaussian_kernel(sigma: float) -> Tensor:
     """(K,) normalised 1-D Gaussian, K = 2 * ceil(4 sigma) + 1 (the paper's sigma 4); the map is
     smoothed by it along rows, then columns: the 2-D Gaussian at 2K instead of K^2 products."""
@@ -72,6 +80,12 @@ class PatchCore(L.LightningModule):
         neighbourhood: side of the patch neighbourhood each feature averages (the paper's p = 3).
         num_neighbours: b of the re-weighting (eq. 7); 1 turns it off.
         map_sigma: Gaussian smoothing of the anomaly map, in input pixels.
+        position_weight: weight of a patch's place in the image, appended to its feature: 0
+            compares a patch with good patches from anywhere (objects in any pose); above 0,
+            images filmed in a fixed pose (boards in a fixture) are compared with good patches
+            near the same place, so that bare pads where a component belongs stand out even
+            though bare pads are normal elsewhere. Crossing the whole image costs
+            ``position_weight`` times the median distance between training patch features.
         max_bank_share: the most of this machine's memory the features before coreset may take;
             above it, fitting is refused before extraction, naming ``model.coreset_fraction``.
         model_kwargs: extra keyword arguments of ``timm.create_model``.
@@ -94,6 +108,7 @@ class PatchCore(L.LightningModule):
         neighbourhood: int = 3,
         num_neighbours: int = 9,
         map_sigma: float = 4.0,
+        position_weight: float = 0.0,
         max_bank_share: float = BANK_BYTES_SHARE,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -127,17 +142,24 @@ class PatchCore(L.LightningModule):
         self.net.prune_intermediate_layers(self.layers, prune_head=True)
         self.net.requires_grad_(False)
         self.feature_dim = sum(int(self.net.feature_info[i]["num_chs"]) for i in self.layers)
+        if float(position_weight) < 0:
+            raise ConfigError(f"model.position_weight: {position_weight} must be >= 0")
+        self.positional = float(position_weight) > 0
         self.stride = min(int(self.net.feature_info[i]["reduction"]) for i in self.layers)
         self.preprocessing = preprocessing_of(self.net, input_size)
         mean = torch.tensor(self.preprocessing["mean"]).view(1, 3, 1, 1) * 255
         self.register_buffer("mean", mean)
         self.register_buffer("std", torch.tensor(self.preprocessing["std"]).view(1, 3, 1, 1) * 255)
         self.register_buffer("smoothing", gaussian_kernel(float(map_sigma)), persistent=False)
-        self.register_buffer("memory_bank", torch.zeros(0, self.feature_dim))
+        bank_dim = self.feature_dim + (2 if self.positional else 0)
+        self.register_buffer("memory_bank", torch.zeros(0, bank_dim))
+        # position_weight x the training features' median distance: set when the bank is built
+        self.register_buffer("position_scale", torch.tensor(0.0))
         self.register_buffer("bank_neighbours", torch.zeros(0, 1, dtype=torch.long))
         # |m|^2 of each bank row, kept with the bank (set_bank): the search is then one Gemm
         self.register_buffer("bank_sq", torch.zeros(0), persistent=False)
         self._train_features: list[Tensor] = []
+        self._grid = (0, 0)
         self._fit_started = 0.0
         self.fit_seconds = {"extract": 0.0, "coreset": 0.0}  # recorded in the checkpoint
         self.val_metrics = AnomalyMetrics(self.class_names, good_class)
@@ -168,9 +190,21 @@ class PatchCore(L.LightningModule):
         n, d, h, w = features.shape
         return features.reshape(n, d, h * w).transpose(1, 2), (int(h), int(w))
 
+    def with_position(self, features: Tensor, h: int, w: int) -> Tensor:
+        """(N, H*W, D + 2): each patch feature followed by its (row, column) in [0, 1], scaled by
+        ``position_scale``; unchanged when the model is not positional."""
+        if not self.positional:
+            return features
+        rows = torch.arange(h, device=features.device, dtype=features.dtype) / max(1, h - 1)
+        cols = torch.arange(w, device=features.device, dtype=features.dtype) / max(1, w - 1)
+        grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), -1).reshape(1, h * w, 2)
+        grid = (grid * self.position_scale).expand(features.shape[0], -1, -1)
+        return torch.cat([features, grid], dim=-1)
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Anomaly scores (N,) and maps (N, 1, S, S) of normalised images (N, 3, S, S)."""
         features, (h, w) = self.patch_features(x)
+        features = self.with_position(features, h, w)
         n, p, d = features.shape
         if len(self.memory_bank) == 0:  # before fitting (model summary, graph): nothing to compare
             return features.new_zeros(n), features.new_zeros(n, 1, *x.shape[-2:])
@@ -223,8 +257,8 @@ class PatchCore(L.LightningModule):
         if self.current_epoch == 0 and batch_idx == 0:
             self._check_bank_size()
         if keep.any():
-            features, _ = self.patch_features(x[keep])
-            self._train_features.append(features.reshape(-1, self.feature_dim).to("cpu"))
+            features, self._grid = self.patch_features(x[keep])
+            self._train_features.append(features.to("cpu"))
 
     def _check_bank_size(self) -> None:
         """Refuse, before extraction, a bank whose features would not fit in memory."""
@@ -256,6 +290,14 @@ class PatchCore(L.LightningModule):
             self.build_bank()
 
     @torch.no_grad()
+    def fit_images(self, images: Tensor) -> None:
+        """Build the bank from normalised good images given at once (tests, scripts; a training
+        run streams them through ``training_step`` instead)."""
+        features, self._grid = self.patch_features(images)
+        self._train_features = [features.cpu()]
+        self.build_bank()
+
+    @torch.no_grad()
     def build_bank(self) -> None:
         """Gather every process's features, select the coreset, and index its neighbours."""
         started = time.perf_counter()
@@ -263,7 +305,13 @@ class PatchCore(L.LightningModule):
         self._train_features = []
         if self._trainer is not None and self._trainer.world_size > 1:
             gathered = self.all_gather(features.to(self.device))  # equal shards (padded sampler)
-            features = gathered.reshape(-1, self.feature_dim).cpu()
+            features = gathered.reshape(-1, *features.shape[1:]).cpu()
+        if self.positional:
+            self.position_scale.fill_(
+                float(self.hparams.position_weight) * median_distance(features.flatten(0, 1))
+            )
+            features = self.with_position(features, *self._grid)
+        features = features.flatten(0, 1)
         n = max(1, round(float(self.hparams.coreset_fraction) * len(features)))
         chosen = greedy_coreset(
             features.to(self.device), n, int(self.hparams.projection_dim), seed=0
@@ -280,7 +328,7 @@ class PatchCore(L.LightningModule):
             len(bank),
             len(features),
             self.hparams.coreset_fraction,
-            self.feature_dim,
+            bank.shape[1],
             bank.numel() * 4 / 1e6,
             self.fit_seconds["extract"],
             self.fit_seconds["coreset"],
@@ -328,6 +376,7 @@ class PatchCore(L.LightningModule):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # the bank's size is known only from the checkpoint: take its shape before loading
+        state_dict.setdefault(prefix + "position_scale", torch.tensor(0.0))  # older checkpoints
         for name in ("memory_bank", "bank_neighbours"):
             saved = state_dict.get(prefix + name)
             if saved is not None:
@@ -351,6 +400,7 @@ class PatchCore(L.LightningModule):
                 "coreset_fraction": float(self.hparams.coreset_fraction),
                 "num_neighbours": int(self.hparams.num_neighbours),
                 "good_class": self.class_names[self.good_index],
+                "position_weight": float(self.hparams.position_weight),
                 "fit_seconds": dict(self.fit_seconds),
             },
             "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}

@@ -33,6 +33,7 @@ from trainer.utils.distributed import (
     env_rank_is_zero,
     fit_sync_batchnorm,
     quiet_other_ranks,
+    strategy_for,
 )
 from trainer.utils.instantiate import instantiate_group
 from trainer.utils.lineage import lineage
@@ -55,8 +56,13 @@ warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
 warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)`? is deprecated.*")
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, callbacks: list[Any], loggers: list[Any], model: Any = None
+) -> L.Trainer:
     trainer_cfg = fit_sync_batchnorm(OmegaConf.to_container(cfg.trainer, resolve=True))
+    strategy = trainer_cfg.pop("strategy", "auto")
+    if model is not None:  # a model without gradients runs DDP unwrapped
+        strategy = strategy_for(strategy, model)
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
     if trainer_cfg.get("precision") is None:
         trainer_cfg["precision"] = default_precision(accelerator)
@@ -64,7 +70,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any], loggers: list[Any]) -> 
         trainer_cfg["benchmark"] = on_gpu(accelerator)  # cudnn picks the fastest kernels
     plugins = with_atomic_io(list(hydra.utils.instantiate(trainer_cfg.pop("plugins", None) or [])))
     return hydra.utils.instantiate(
-        trainer_cfg, callbacks=callbacks, logger=loggers, plugins=plugins
+        trainer_cfg, callbacks=callbacks, logger=loggers, plugins=plugins, strategy=strategy
     )
 
 
@@ -158,7 +164,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"))
     if not loggers:  # nothing to monitor the learning rate into
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer = build_trainer(cfg, callbacks, loggers)
+    trainer = build_trainer(cfg, callbacks, loggers, model)
     model.run_metadata["batch"] = apply_batch_rule(cfg, trainer, model)
     check_freeze_under_ddp(trainer, model)
     output_dir = Path(cfg.paths.output_dir)

@@ -142,3 +142,25 @@ def check_freeze_under_ddp(trainer: Any, model: Any) -> None:
             "trainer.strategy=ddp_find_unused_parameters_true (the trainer=ddp default) or "
             "model.freeze_backbone_epochs=0"
         )
+
+
+def strategy_for(strategy: Any, model: Any) -> Any:
+    """``trainer.strategy`` for ``model``: a DDP strategy name becomes :func:`no_gradient_ddp`
+    when the model has no trainable parameter (a memory bank fitted without gradients), which
+    PyTorch's DistributedDataParallel refuses to wrap; anything else is returned as it is."""
+    trainable = any(p.requires_grad for p in model.parameters())
+    if trainable or not (isinstance(strategy, str) and strategy.startswith("ddp")):
+        return strategy
+    return no_gradient_ddp(start_method="spawn" if "spawn" in strategy else "popen")
+
+
+def no_gradient_ddp(**kwargs: Any) -> Any:
+    """Lightning's DDP strategy (processes, distributed samplers, all_gather, barriers) without the
+    DistributedDataParallel wrapper: with no gradient there is nothing for it to synchronise."""
+    from lightning.pytorch.strategies import DDPStrategy
+
+    class NoGradientDDP(DDPStrategy):
+        def configure_ddp(self) -> None:
+            log.info("DDP: the model has no trainable parameter: processes are not wrapped")
+
+    return NoGradientDDP(**kwargs)
