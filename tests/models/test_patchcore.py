@@ -206,3 +206,26 @@ def test_a_positional_model_exports_with_any_batch(tmp_path) -> None:
         with torch.no_grad():
             expected = deployable(model)(torch.from_numpy(images))[0].numpy()
         np.testing.assert_allclose(scores, expected, rtol=1e-4)
+
+
+def test_a_fit_saved_mid_epoch_resumes_to_the_same_bank() -> None:
+    """A checkpoint saved mid-epoch (preemption) carries the features extracted so far; the
+    resumed model adds the rest and builds the bank a never-interrupted fit builds."""
+    whole = fit(coreset_fraction=0.5)
+    first = fit(coreset_fraction=0.5)
+    with torch.no_grad():
+        head, first._grid = first.patch_features(GOOD[:4])
+        tail, _ = first.patch_features(GOOD[4:])
+    first._train_features = [head]
+    checkpoint: dict = {}
+    first.on_save_checkpoint(checkpoint)
+
+    resumed = PatchCore(
+        "resnet10t", ["defect", "good"], pretrained=False, input_size=64, coreset_fraction=0.5
+    )
+    resumed.load_state_dict(first.state_dict())
+    resumed.on_load_checkpoint(checkpoint)
+    resumed.on_train_epoch_start()  # Lightning calls it again when a run resumes mid-epoch
+    resumed._train_features.append(tail)
+    resumed.build_bank()
+    assert torch.equal(resumed.memory_bank, whole.memory_bank)

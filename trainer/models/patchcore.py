@@ -43,6 +43,7 @@ from trainer.models.knn import CHUNK_ELEMENTS, neighbour_table
 log = logging.getLogger(__name__)
 
 KIND = "anomaly"  # trainer_metadata["kind"]: what evaluation, export and serving branch on
+PENDING_KEY = "patchcore_pending_features"  # features of a fit saved mid-epoch
 BANK_BYTES_SHARE = 0.5  # of this machine's memory, the most the features before coreset may take
 
 
@@ -160,6 +161,7 @@ class PatchCore(L.LightningModule):
         self.register_buffer("bank_sq", torch.zeros(0), persistent=False)
         self._train_features: list[Tensor] = []
         self._grid = (0, 0)
+        self._resumed_mid_fit = False
         self._fit_started = 0.0
         self.fit_seconds = {"extract": 0.0, "coreset": 0.0}  # recorded in the checkpoint
         self.val_metrics = AnomalyMetrics(self.class_names, good_class)
@@ -241,7 +243,9 @@ class PatchCore(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self.net.eval()  # batch norms keep their statistics: the features are fixed functions
-        self._train_features = []
+        if not self._resumed_mid_fit:  # a run resumed mid-epoch keeps the features saved with it
+            self._train_features = []
+        self._resumed_mid_fit = False
         self._fit_started = time.perf_counter()
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -280,6 +284,12 @@ class PatchCore(L.LightningModule):
                 f"({budget / 1e9:.1f} GB); use fewer or smaller training images "
                 "(model.input_size) or later feature layers (model.layers)"
             )
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # built after the last batch, before any epoch-end hook: a checkpoint saved at the epoch's
+        # end (with or without validation) holds the bank, one saved mid-epoch the features so far
+        if batch_idx + 1 >= int(self.trainer.num_training_batches) and self._train_features:
+            self.build_bank()
 
     def on_validation_epoch_start(self) -> None:
         if self._train_features:  # validation runs before on_train_epoch_end in Lightning
@@ -386,6 +396,11 @@ class PatchCore(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         trainer = self._trainer
+        if self._train_features:  # saved mid-fit (preemption): a resumed run keeps extracting
+            checkpoint[PENDING_KEY] = {
+                "features": torch.cat(self._train_features),
+                "grid": list(self._grid),
+            }
         checkpoint["trainer_metadata"] = {
             **self.run_metadata,
             "kind": KIND,
@@ -409,6 +424,11 @@ class PatchCore(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        pending = checkpoint.get(PENDING_KEY)
+        if pending is not None:
+            self._train_features = [pending["features"]]
+            self._grid = tuple(pending["grid"])
+            self._resumed_mid_fit = True
         self.run_metadata = dict(checkpoint.get("trainer_metadata", {}))
         saved = self.run_metadata.get("anomaly", {}).get("fit_seconds")
         self.fit_seconds = dict(saved or self.fit_seconds)
