@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from tests.helpers.anomaly import anomaly_run
+from tests.helpers.explain import explain_cfg
 
 
 def test_explain_an_anomaly_checkpoint(
@@ -24,19 +25,8 @@ def test_explain_an_anomaly_checkpoint(
     run = anomaly_run(pcb_root, tmp_path_factory.mktemp("anomaly_run"))
     ckpt = next((run / "checkpoints").glob("epoch_*.ckpt"))
     out = tmp_path / "out"
-    cfg = {
-        "ckpt_path": str(ckpt),
-        "images": None,
-        "num_images": 4,
-        "split": "test",
-        "out_dir": str(out),
-        "max_stages": 5,
-        "channels": 8,
-        "cam_layers": "auto",
-        "worst_mistakes": 8,  # a classifier's view: none for an anomaly model
-        "pointing_game": True,
-        "pointing_game_margin": 4,
-    }
+    # worst mistakes are a classifier's view: none for an anomaly model
+    cfg = explain_cfg(ckpt, out, worst_mistakes=8)
     result = explain(cfg)
     assert result["images"] == 4 and "worst_mistakes" not in result
     assert not (out / "gradcam.png").exists() and not (out / "worst_mistakes.png").exists()

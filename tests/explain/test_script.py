@@ -11,30 +11,14 @@ import pytest
 from PIL import Image
 
 from tests.conftest import ROOT
+from tests.helpers.explain import explain_cfg
 from trainer.errors import DataError
-
-
-def _cfg(ckpt: Path, out: Path, **extra: object) -> dict:
-    cfg = {
-        "ckpt_path": str(ckpt),
-        "images": None,
-        "num_images": 4,
-        "split": "test",
-        "out_dir": str(out),
-        "max_stages": 5,
-        "channels": 8,
-        "cam_layers": "auto",
-        "worst_mistakes": 3,
-        "pointing_game": True,
-        "pointing_game_margin": 4,
-    }
-    return {**cfg, **extra}
 
 
 def test_default_images_pngs_and_pointing_game(tiny_ckpt: Path, tmp_path: Path) -> None:
     from trainer.tasks.explain import explain
 
-    result = explain(_cfg(tiny_ckpt, tmp_path / "out"))
+    result = explain(explain_cfg(tiny_ckpt, tmp_path / "out"))
     out = tmp_path / "out"
     summaries = sorted(out.glob("0*.png"))
     assert len(summaries) == result["images"] == 4
@@ -53,7 +37,7 @@ def test_images_from_a_folder(tiny_ckpt: Path, pcb_root: Path, tmp_path: Path) -
 
     folder = pcb_root / "val" / "solder_bridge"
     result = explain(
-        _cfg(tiny_ckpt, tmp_path, images=str(folder), worst_mistakes=0, pointing_game=False)
+        explain_cfg(tiny_ckpt, tmp_path, images=str(folder), worst_mistakes=0, pointing_game=False)
     )
     assert result["images"] == len(list(folder.glob("*.png"))) > 0
 
@@ -62,7 +46,7 @@ def test_missing_images_is_a_data_error(tiny_ckpt: Path, tmp_path: Path) -> None
     from trainer.tasks.explain import explain
 
     with pytest.raises(DataError, match="images: '.*nope' is neither an image file nor a folder"):
-        explain(_cfg(tiny_ckpt, tmp_path, images=str(tmp_path / "nope")))
+        explain(explain_cfg(tiny_ckpt, tmp_path, images=str(tmp_path / "nope")))
 
 
 def test_bad_checkpoint_is_one_line_and_exit_2(tmp_path: Path) -> None:

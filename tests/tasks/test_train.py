@@ -249,9 +249,9 @@ def test_the_input_size_auto_rule() -> None:
     assert input_size_for("resnet10t", None) == 176
 
 
-def test_a_run_starts_from_another_products_checkpoint(tiny_cfg) -> None:
-    """model.pretrained_path=<a checkpoint of ours> on product b: the head-only first epoch
-    leaves the source's backbone exactly as it was (batch-norm statistics included)."""
+def _head_only_epoch_from_another_product(tiny_cfg, *overrides: str):  # noqa: ANN001, ANN202
+    """One head-only epoch on product b from a committed checkpoint: (its weights, the run's
+    weights, the backbone's keys)."""
     source = Path(__file__).parents[1] / "helpers" / "fixtures" / "pre_layout_test_resnet.ckpt"
     cfg = tiny_cfg(
         "data.generator.product=b",
@@ -259,11 +259,19 @@ def test_a_run_starts_from_another_products_checkpoint(tiny_cfg) -> None:
         f"model.pretrained_path={source}",
         "model.freeze_backbone_epochs=1",
         "test=false",
+        *overrides,
     )
     train(cfg)
     before = load_checkpoint(source)["state_dict"]
     after = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")["state_dict"]
     body = [k for k in before if k.startswith("net.") and not k.startswith("net.fc.")]
+    return before, after, body
+
+
+def test_a_run_starts_from_another_products_checkpoint(tiny_cfg) -> None:
+    """model.pretrained_path=<a checkpoint of ours> on product b: the head-only first epoch
+    leaves the source's backbone exactly as it was (batch-norm statistics included)."""
+    before, after, body = _head_only_epoch_from_another_product(tiny_cfg)
     assert body and all(torch.equal(after[k], before[k]) for k in body)
     assert not torch.equal(after["net.fc.weight"], before["net.fc.weight"])
 
@@ -271,19 +279,9 @@ def test_a_run_starts_from_another_products_checkpoint(tiny_cfg) -> None:
 def test_adapt_batch_norm_moves_only_the_statistics_while_frozen(tiny_cfg) -> None:
     """model.adapt_batch_norm=true (AdaBN): during the head-only epoch the backbone's batch-norm
     running statistics follow the new product, every weight of the backbone stays the source's."""
-    source = Path(__file__).parents[1] / "helpers" / "fixtures" / "pre_layout_test_resnet.ckpt"
-    cfg = tiny_cfg(
-        "data.generator.product=b",
-        "model.pretrained=true",
-        f"model.pretrained_path={source}",
-        "model.freeze_backbone_epochs=1",
-        "model.adapt_batch_norm=true",
-        "test=false",
+    before, after, body = _head_only_epoch_from_another_product(
+        tiny_cfg, "model.adapt_batch_norm=true"
     )
-    train(cfg)
-    before = load_checkpoint(source)["state_dict"]
-    after = load_checkpoint(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")["state_dict"]
-    body = [k for k in before if k.startswith("net.") and not k.startswith("net.fc.")]
     stats = [k for k in body if k.endswith(("running_mean", "running_var"))]
     weights = [k for k in body if k not in stats and not k.endswith("num_batches_tracked")]
     assert stats and weights
