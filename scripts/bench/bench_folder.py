@@ -2,7 +2,9 @@
 
 Real images that ship inside scikit-image (no download): ``lfw`` (``skimage.data.lfw_subset()``:
 100 face and 100 non-face crops of 25 px) and ``textures`` (brick, grass and gravel photographs
-cut into 64 px tiles, 64 a class). Each set is written once as ``<out>/<set>/{train,val,test}/
+cut into 64 px tiles, 64 a class); and ``digits``, the one set big enough for the per-epoch work
+to outweigh the fixed costs: scikit-learn's ``load_digits()`` (1,797 scanned handwritten digits of
+8 x 8 px, 10 classes, about 180 each). Each set is written once as ``<out>/<set>/{train,val,test}/
 <class>/*.png`` (70/15/15 per class, seeded), so that both sides train, validate and test on the
 same files.
 
@@ -11,7 +13,7 @@ from random weights (no weights reach this machine; ours warns and does the same
 ours chose (read from its checkpoint), the same epochs and batch, AdamW at 1e-3 with a one-cycle
 schedule, no augmentation; it tests the weights of its last epoch. Ours tests its best checkpoint.
 
-    python scripts/bench/bench_folder.py                  # both sets, about 2.5 minutes on 2 cores
+    python scripts/bench/bench_folder.py                  # the three sets, about 6 minutes on 2 cores
     python scripts/bench/bench_folder.py --sets lfw --repeats 3
 Writes ``<out>/folder.json``: {"rows": [{"set", "ours_test_acc", "raw_test_acc", "ours_seconds",
 "raw_seconds", "input_size", "epochs"}]}.
@@ -67,7 +69,15 @@ def make_set(name: str, out: Path) -> Path:
                 image[y : y + 64, x : x + 64] for y in range(0, 512, 64) for x in range(0, 512, 64)
             ]
         return _write_split(out / name, tiles)
-    raise SystemExit(f"--sets: unknown set '{name}' (lfw, textures)")
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        scans = (digits.images * (255 / 16)).round().astype(np.uint8)  # 17 grey levels, 0-16
+        return _write_split(
+            out / name, {f"digit_{k}": list(scans[digits.target == k]) for k in range(10)}
+        )
+    raise SystemExit(f"--sets: unknown set '{name}' (lfw, textures, digits)")
 
 
 def run_ours(root: Path, run_dir: Path) -> tuple[float, float, int, int]:
@@ -169,7 +179,7 @@ def main() -> int:
         print(json.dumps({"test_acc": raw_loop(root, backbone, size, epochs)}))
         return 0
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sets", nargs="+", default=["lfw", "textures"])
+    p.add_argument("--sets", nargs="+", default=["lfw", "textures", "digits"])
     p.add_argument("--repeats", type=int, default=1, help="pairs of runs; the median is kept")
     p.add_argument("--backbone", default="resnet10t", help="configs/model's default")
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark")

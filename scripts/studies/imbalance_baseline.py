@@ -11,10 +11,16 @@ Remedies (``--remedies``):
                   picks above validation.max_imbalance)
   focal           data.sampler=shuffle model.loss=focal: easy images weigh less
   balanced_auroc  balanced, and the best checkpoint and early stopping by val/auroc_pass_fail
+  balanced_pretrained
+                  balanced, from the weights of --pretrained-path (model.pretrained_path: a model
+                  of another product, standing in for ImageNet weights that cannot reach the
+                  machine); one head-only epoch, then the backbone at 0.1x (the defaults)
 
 Example (the README's table; 5 to 8 minutes a row on a 2-core CPU):
     python scripts/studies/imbalance_baseline.py
     python scripts/studies/imbalance_baseline.py --good-fractions 0.95 --remedies plain balanced
+    python scripts/studies/imbalance_baseline.py --good-fractions 0.95 \
+        --remedies balanced_pretrained --pretrained-path <a product-B run's best checkpoint>
 Writes ``<out>/table.json``: {"rows": [{"good_fraction", "model", "seconds", <metrics>}], "counts"}.
 """
 
@@ -48,6 +54,7 @@ REMEDIES = {
     "balanced": ["data.sampler=balanced"],
     "focal": ["data.sampler=shuffle", "model.loss=focal"],
     "balanced_auroc": ["data.sampler=balanced", *AUROC_MONITOR],
+    "balanced_pretrained": ["data.sampler=balanced"],  # + model.pretrained_path (--pretrained-path)
 }
 
 
@@ -120,7 +127,24 @@ def main() -> int:
     p.add_argument("--num-val", type=int, default=1000)
     p.add_argument("--num-test", type=int, default=2000)
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmarks" / "imbalance")
+    p.add_argument(
+        "--pretrained-path",
+        type=Path,
+        help="weights for the balanced_pretrained row (a checkpoint of another product's model)",
+    )
     args = p.parse_args()
+    remedies = {**REMEDIES}
+    if args.pretrained_path is not None:
+        if not args.pretrained_path.is_file():
+            p.error(f"--pretrained-path: '{args.pretrained_path}' is not a file")
+        remedies["balanced_pretrained"] = [
+            *REMEDIES["balanced_pretrained"],
+            f"model.pretrained_path={args.pretrained_path.resolve()}",
+        ]
+    elif "balanced_pretrained" in args.remedies:
+        if "--remedies" in sys.argv:
+            p.error("--remedies balanced_pretrained needs --pretrained-path CKPT")
+        args.remedies.remove("balanced_pretrained")  # the default list: the row needs weights
 
     rows: list[dict] = []
     counts: dict[str, dict[str, int]] = {}
@@ -130,7 +154,7 @@ def main() -> int:
         rows.append({"good_fraction": fraction, "model": 'always "good"', **baseline})
         for remedy in args.remedies:
             start = time.perf_counter()
-            metrics = train(spec, REMEDIES[remedy], args.out / f"good{fraction:g}_{remedy}")
+            metrics = train(spec, remedies[remedy], args.out / f"good{fraction:g}_{remedy}")
             seconds = time.perf_counter() - start
             rows.append({"good_fraction": fraction, "model": remedy, "seconds": seconds, **metrics})
             print(markdown(rows[-1:]).splitlines()[-1], flush=True)

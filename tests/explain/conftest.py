@@ -23,6 +23,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "trainer.max_epochs=2",
             "callbacks.explain_images.num_images=4",
             "callbacks.worst_mistakes.num_images=4",
+            "callbacks.worst_mistakes.max_share=null",  # every epoch, however short
             "callbacks.embedding_projector.max_images=12",
         ],
         tmp,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from trainer.callbacks.time_budget import TimeBudget
 from trainer.errors import ConfigError
 from trainer.utils.loggers import tensorboard_writer
 
@@ -37,21 +38,30 @@ def histogram_summary(values: torch.Tensor, bins: int) -> dict | None:
 
 
 class WeightHistograms(L.Callback):
-    """Log each parameter's distribution every ``every_n_epochs`` epochs (rank zero only)."""
+    """Log each parameter's distribution every ``every_n_epochs`` epochs (rank zero only),
+    skipping epochs while it has taken more than ``max_share`` of the training time."""
 
-    def __init__(self, every_n_epochs: int = 1, bins: int = 64) -> None:
+    def __init__(
+        self, every_n_epochs: int = 1, bins: int = 64, max_share: float | None = 0.02
+    ) -> None:
         if bins < 1:
             raise ConfigError(
                 f"callbacks.weight_histograms.bins={bins}: give a whole number of buckets >= 1"
             )
         self.every_n_epochs = max(1, every_n_epochs)
         self.bins = bins
+        self.budget = TimeBudget("callbacks.weight_histograms.max_share", max_share)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.budget.start_fit()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = tensorboard_writer(trainer)
         if writer is None or trainer.current_epoch % self.every_n_epochs:
             return
-        with torch.no_grad():
+        if not self.budget.allows():
+            return
+        with self.budget.measure(), torch.no_grad():
             for name, param in pl_module.net.named_parameters():
                 summary = histogram_summary(param, self.bins)
                 if summary is not None:
