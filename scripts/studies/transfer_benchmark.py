@@ -1,7 +1,8 @@
 """Transfer learning, measured: fine-tune product A's model on a few boards of product B.
 
-1. Product A (the default set, ``python train.py``; ``--source-epochs`` to train it longer) trains
-   the source model, unless ``--source CKPT`` names one.
+1. Product A (the default set, ``python train.py``) trains the source model, unless
+   ``--source CKPT`` names one (the README's: ``python train.py trainer.max_epochs=16
+   callbacks.early_stopping.patience=6``).
 2. For each budget of product-B training boards (25, 50, 100, 200) and each ``--seeds`` seed, two
    runs of ``train.py`` on ``data.generator.product=b`` with the same budget (at most 40 epochs,
    early stopping on val F1 with patience 10, batch 16, the ``inspection`` augmentation preset):
@@ -55,8 +56,11 @@ def train(
     if threads:  # runs side by side share the cores instead of oversubscribing them
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
-    with open(run_dir.parent / f"{run_dir.name}.log", "w") as log:
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+    log_path = run_dir.parent / f"{run_dir.name}.log"
+    with open(log_path, "w") as log:
+        done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise SystemExit(f"train.py failed (exit {done.returncode}): see {log_path}")
     seconds = time.perf_counter() - start
     return json.loads((run_dir / "metrics.json").read_text())["metrics"], seconds
 
@@ -93,7 +97,6 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--source", type=Path, help="product A's checkpoint (default: train one)")
-    p.add_argument("--source-epochs", type=int, help="trainer.max_epochs of the source run")
     p.add_argument("--target", default="b", help="the product to transfer to (b or c)")
     p.add_argument("--images", type=int, nargs="+", default=[25, 50, 100, 200])
     p.add_argument("--num-val", type=int, default=100, help="product-B validation boards")
@@ -106,13 +109,16 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs side by side (threads split)")
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark")
     args = p.parse_args()
+    if args.source is not None and not args.source.is_file():
+        p.error(f"--source: '{args.source}' is not a file; give product A's best checkpoint")
+    if args.jobs < 1:
+        p.error(f"--jobs {args.jobs}: give 1 or more runs side by side")
 
     work = args.out / "transfer_runs"
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     source_seconds = None
     if args.source is None:
-        epochs = [f"trainer.max_epochs={args.source_epochs}"] if args.source_epochs else []
-        _, source_seconds = train(epochs, work / "source")
+        _, source_seconds = train([], work / "source")
         args.source = best_checkpoint(work / "source")
     # The same budget for both starts: epochs, early stopping, batch, augmentation, validation.
     common = [
@@ -141,9 +147,8 @@ def main() -> int:
         n, start, seed = run
         overrides = [*common, f"data.generator.num_train={n}", f"seed={seed}", *starts[start]]
         metrics, seconds = train(overrides, work / f"{start}_{n}_seed{seed}", threads)
-        print(json.dumps({"train_images": n, "start": start, "seed": seed,
-                          "test_acc": metrics["test/acc"], "seconds": round(seconds, 1)}),
-              flush=True)  # fmt: skip
+        line = {"train_images": n, "start": start, "seed": seed, "test_acc": metrics["test/acc"]}
+        print(json.dumps({**line, "seconds": round(seconds, 1)}), flush=True)
         return metrics["test/acc"], seconds
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
