@@ -11,6 +11,8 @@ from pathlib import Path
 
 import lightning as L
 
+from trainer.checkpoint.atomic_io import wait_for_checkpoints
+
 
 class Slow(L.Callback):
     def __init__(self, seconds: float = 0.3) -> None:
@@ -25,7 +27,9 @@ class KillAt(L.Callback):
 
     Each point kills once (a marker file in ``marker_dir`` remembers it), so the same command
     started again runs past it, as a requeued job would. A kill at batch 0 lands right after the
-    previous epoch's checkpoint; a kill at batch 1 or later, after optimizer steps of this epoch.
+    previous epoch's checkpoint is on disk (its background write waited for: a kill during that
+    write resumes from the epoch before); a kill at batch 1 or later, after optimizer steps of
+    this epoch.
     """
 
     def __init__(self, marker_dir: str, points: list[list[int]]) -> None:
@@ -40,4 +44,5 @@ class KillAt(L.Callback):
         if point in self.points and not marker.exists():
             self.marker_dir.mkdir(parents=True, exist_ok=True)
             marker.touch()
+            wait_for_checkpoints(trainer)
             os.kill(os.getpid(), signal.SIGKILL)

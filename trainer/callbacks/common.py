@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 
+from trainer.checkpoint.atomic_io import wait_for_checkpoints
 from trainer.checkpoint.read import load_checkpoint
 
 __all__ = ["best_weights", "val_boxes", "val_dataset"]
@@ -20,6 +21,7 @@ def best_weights(trainer: L.Trainer, pl_module: L.LightningModule) -> Iterator[s
 
     Yields which weights are in use ("best" or "last"); everything is restored on exit.
     """
+    wait_for_checkpoints(trainer)  # in on_train_end the last best may still be being written
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or ""
     saved = None
     was_training = pl_module.training

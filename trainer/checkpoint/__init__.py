@@ -18,6 +18,7 @@ _EXPORTS = {
     "kept_model_metrics": "read",
     "AtomicCheckpointIO": "atomic_io",
     "with_atomic_io": "atomic_io",
+    "wait_for_checkpoints": "atomic_io",
     "resolve_ckpt_path": "resume",
     "auto_resume_path": "resume",
     "load_parent": "finetune",

@@ -8,16 +8,27 @@ through ``trainer.utils.atomic.atomic_write``: a temporary file in the destinati
 to disk, swapped in by ``os.replace``; a reader sees the old file or the new one, never half of
 one, and a rewritten checkpoint keeps its mode. Every save of the Trainer goes through this
 plugin: best and last checkpoints, and Lightning's ``hpc_ckpt_N.ckpt`` on SLURM.
+
+In training (``with_atomic_io``) a single-process run writes in the background: the checkpoint is
+copied on the training thread (a snapshot of that moment), and one writer thread serialises and
+fsyncs it while the next epoch trains. Why not Lightning's ``AsyncCheckpointIO``: it cannot wait
+for one file (removing the previous best would wait for every write) and it has no wait short of
+its teardown, which callbacks reading the best checkpoint in ``on_train_end`` need
+(``wait_for_checkpoints``). Reads, removals and the Trainer's teardown wait for pending writes;
+a failed write raises at the next save or wait. Under DDP every save is synchronous: other ranks
+read the best checkpoint right after rank 0 writes it.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import CheckpointIO, TorchCheckpointIO
+from lightning_utilities.core.apply_func import apply_to_collection
 
 from trainer.utils.atomic import atomic_write
 
@@ -26,16 +37,83 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """TorchCheckpointIO that writes local files through ``atomic_write``.
 
     Remote paths (``s3://``...) keep Lightning's behaviour: object stores replace whole objects.
+
+    Args:
+        background: write local files on a writer thread (single-process runs only).
     """
+
+    def __init__(self, background: bool = False) -> None:
+        super().__init__()
+        self.background = background
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: dict[Path, Future] = {}
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
     ) -> None:
         if storage_options is not None or not _is_local(path):
+            self.wait()
             return super().save_checkpoint(checkpoint, path, storage_options)
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, lambda f: torch.save(checkpoint, f))
+        if not self.background or _distributed():
+            self.wait()
+            atomic_write(target, lambda f: torch.save(checkpoint, f))
+            return
+        self._raise_failed()
+        # The tensors as they are now: training goes on changing them in place. The rest of the
+        # dict is rebuilt by apply_to_collection, its leaves (config, numbers) are not mutated.
+        snapshot = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().clone())
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer")
+        self._pending[target] = self._executor.submit(
+            atomic_write, target, lambda f: torch.save(snapshot, f)
+        )
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.wait()
+        return super().load_checkpoint(path, *args, **kwargs)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        pending = self._pending.pop(Path(path), None)
+        if pending is not None:
+            pending.result()  # else its rename would bring the file back after the removal
+        super().remove_checkpoint(path)
+
+    def wait(self) -> None:
+        """Block until every pending write is on disk; raise the first failure."""
+        pending, self._pending = list(self._pending.values()), {}
+        for future in pending:
+            future.result()
+
+    def teardown(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    def _raise_failed(self) -> None:
+        for target, future in list(self._pending.items()):
+            if future.done():
+                del self._pending[target]
+                future.result()
+
+
+def wait_for_checkpoints(trainer: Any) -> None:
+    """Let pending background writes land before this process reads a checkpoint file."""
+    io = getattr(trainer.strategy, "checkpoint_io", None)
+    if isinstance(io, AtomicCheckpointIO):
+        io.wait()
+
+
+def _distributed() -> bool:
+    return (
+        torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+        and torch.distributed.get_world_size() > 1
+    )
 
 
 def _is_local(path: Any) -> bool:
@@ -45,7 +123,8 @@ def _is_local(path: Any) -> bool:
 
 
 def with_atomic_io(plugins: list[Any]) -> list[Any]:
-    """``plugins`` plus an AtomicCheckpointIO, unless the user already chose a CheckpointIO."""
+    """``plugins`` plus an AtomicCheckpointIO writing in the background, unless the user already
+    chose a CheckpointIO."""
     if any(isinstance(p, CheckpointIO) for p in plugins):
         return plugins
-    return [*plugins, AtomicCheckpointIO()]
+    return [*plugins, AtomicCheckpointIO(background=True)]

@@ -53,7 +53,6 @@ class Report:
     operating_point: dict[str, Any] | None = None
     op_test: dict[str, float] | None = None
     figures: dict[str, Path] = field(default_factory=dict)  # the PNG files
-    figs: dict[str, Any] = field(default_factory=dict)  # the matplotlib Figures, for TensorBoard
     kind: str = "classifier"  # or "anomaly" (trainer.evaluation.anomaly): one score per image
 
     @property
@@ -199,8 +198,7 @@ def _figures(report: Report) -> dict[str, Any]:
 def write_report(report: Report, out_dir: Path, extra: Mapping[str, Any]) -> dict[str, Any]:
     """metrics.json and the PNG figures in ``out_dir``; returns what metrics.json holds."""
     ev, split = report.evaluation, report.split
-    figs = _figures(report)
-    for name, fig in figs.items():
+    for name, fig in _figures(report).items():
         report.figures[name] = plots.save(fig, out_dir / "figures" / f"{name}.png")
     op = report.operating_point
     content = {
@@ -217,21 +215,22 @@ def write_report(report: Report, out_dir: Path, extra: Mapping[str, Any]) -> dic
     }
     # nan (an AUROC with nothing to rank) as null: NaN is not JSON, and jq or a browser refuse it
     atomic_write(out_dir / "metrics.json", json.dumps(strict_json(content), indent=2, default=str))
-    report.figs = figs
     return content
 
 
 def log_to(loggers: list[Any], report: Report, scalars: bool = True) -> None:
-    """Scalars to every Lightning logger; figures to TensorBoard (MLflow: artifacts, W&B: images)."""
+    """Scalars to every Lightning logger; the figures ``write_report`` saved to TensorBoard (as
+    the PNGs, not rendered a second time), MLflow (artifacts) and W&B (images)."""
     from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
 
-    figs = report.figs
     for logger in loggers:
         if scalars:
             logger.log_metrics(report.metrics, step=0)
         if isinstance(logger, TensorBoardLogger):
-            for name, fig in figs.items():
-                logger.experiment.add_figure(f"{report.split}/{name}", fig, 0, close=False)
+            for name, path in report.figures.items():
+                logger.experiment.add_image(
+                    f"{report.split}/{name}", _rgb(path), 0, dataformats="HWC"
+                )
         if isinstance(logger, MLFlowLogger):
             for path in report.figures.values():
                 logger.experiment.log_artifact(logger.run_id, str(path), "figures")
@@ -239,6 +238,15 @@ def log_to(loggers: list[Any], report: Report, scalars: bool = True) -> None:
             for name, path in report.figures.items():
                 logger.log_image(f"{report.split}/{name}", [str(path)])
         logger.save()
+
+
+def _rgb(png: Path) -> Any:
+    """A saved figure as an HxWx3 uint8 array."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(png) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def write_card(
