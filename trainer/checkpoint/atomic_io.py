@@ -46,7 +46,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         super().__init__()
         self.background = background
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: dict[Path, Future] = {}
+        self._pending: list[tuple[Path, Future]] = []  # in the writer's order
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
@@ -66,25 +66,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         snapshot = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().clone())
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer")
-        self._pending[target] = self._executor.submit(
-            atomic_write, target, lambda f: torch.save(snapshot, f)
-        )
+        write = self._executor.submit(atomic_write, target, lambda f: torch.save(snapshot, f))
+        self._pending.append((target, write))
 
     def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         self.wait()
         return super().load_checkpoint(path, *args, **kwargs)
 
     def remove_checkpoint(self, path: Any) -> None:
-        pending = self._pending.pop(Path(path), None)
-        if pending is not None:
-            pending.result()  # else its rename would bring the file back after the removal
+        for target, write in self._pending:
+            if target == Path(path):
+                write.result()  # else its rename would bring the file back after the removal
         super().remove_checkpoint(path)
 
     def wait(self) -> None:
         """Block until every pending write is on disk; raise the first failure."""
-        pending, self._pending = list(self._pending.values()), {}
-        for future in pending:
-            future.result()
+        pending, self._pending = self._pending, []
+        for _, write in pending:
+            write.result()
 
     def teardown(self) -> None:
         try:
@@ -95,10 +94,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 self._executor = None
 
     def _raise_failed(self) -> None:
-        for target, future in list(self._pending.items()):
-            if future.done():
-                del self._pending[target]
-                future.result()
+        finished = [(t, w) for t, w in self._pending if w.done()]  # once: no race with the writer
+        self._pending = [entry for entry in self._pending if entry not in finished]
+        for _, write in finished:
+            write.result()
 
 
 def wait_for_checkpoints(trainer: Any) -> None:
