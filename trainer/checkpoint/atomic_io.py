@@ -9,9 +9,10 @@ to disk, swapped in by ``os.replace``; a reader sees the old file or the new one
 one, and a rewritten checkpoint keeps its mode. Every save of the Trainer goes through this
 plugin: best and last checkpoints, and Lightning's ``hpc_ckpt_N.ckpt`` on SLURM.
 
-In training (``with_atomic_io``) a single-process run writes in the background: the checkpoint is
-copied on the training thread (a snapshot of that moment), and one writer thread serialises and
-fsyncs it while the next epoch trains. Why not Lightning's ``AsyncCheckpointIO``: it cannot wait
+In training (``with_atomic_io``) a single-process run writes in the background: the checkpoint's
+tensors are copied to host memory on the training thread (a snapshot of that moment; a file
+written from a GPU run then holds CPU tensors, which every loader here maps anyway), and one
+writer thread serialises and fsyncs it while the next epoch trains. Why not Lightning's ``AsyncCheckpointIO``: it cannot wait
 for one file (removing the previous best would wait for every write) and it has no wait short of
 its teardown, which callbacks reading the best checkpoint in ``on_train_end`` need
 (``wait_for_checkpoints``). Reads, removals and the Trainer's teardown wait for pending writes;
@@ -61,9 +62,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             atomic_write(target, lambda f: torch.save(checkpoint, f))
             return
         self._raise_failed()
-        # The tensors as they are now: training goes on changing them in place. The rest of the
-        # dict is rebuilt by apply_to_collection, its leaves (config, numbers) are not mutated.
-        snapshot = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().clone())
+        # The tensors as they are now, copied to host memory (no second copy on a GPU; torch.save
+        # would bring them there anyway): training goes on changing them in place. The rest of
+        # the dict is rebuilt by apply_to_collection, its leaves (config, numbers) not mutated.
+        snapshot = apply_to_collection(checkpoint, torch.Tensor, _host_copy)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer")
         write = self._executor.submit(atomic_write, target, lambda f: torch.save(snapshot, f))
@@ -98,6 +100,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._pending = [entry for entry in self._pending if entry not in finished]
         for _, write in finished:
             write.result()
+
+
+def _host_copy(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().to("cpu", copy=True)
 
 
 def wait_for_checkpoints(trainer: Any) -> None:
