@@ -222,15 +222,18 @@ def log_to(loggers: list[Any], report: Report, scalars: bool = True) -> None:
     """Scalars to every Lightning logger; the figures ``write_report`` saved to TensorBoard (as
     the PNGs, not rendered a second time), MLflow (artifacts) and W&B (images)."""
     from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+    from PIL import Image
+
+    from trainer.explain.render import as_hwc
 
     for logger in loggers:
         if scalars:
             logger.log_metrics(report.metrics, step=0)
         if isinstance(logger, TensorBoardLogger):
             for name, path in report.figures.items():
-                logger.experiment.add_image(
-                    f"{report.split}/{name}", _rgb(path), 0, dataformats="HWC"
-                )
+                with Image.open(path) as png:
+                    image = as_hwc(png)
+                logger.experiment.add_image(f"{report.split}/{name}", image, 0, dataformats="HWC")
         if isinstance(logger, MLFlowLogger):
             for path in report.figures.values():
                 logger.experiment.log_artifact(logger.run_id, str(path), "figures")
@@ -238,15 +241,6 @@ def log_to(loggers: list[Any], report: Report, scalars: bool = True) -> None:
             for name, path in report.figures.items():
                 logger.log_image(f"{report.split}/{name}", [str(path)])
         logger.save()
-
-
-def _rgb(png: Path) -> Any:
-    """A saved figure as an HxWx3 uint8 array."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(png) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def write_card(
