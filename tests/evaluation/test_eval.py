@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -132,6 +133,11 @@ def test_eval_repeats_the_test_step(
     acc.Reload()
     assert {"test/f1", "test/ece", "test/balanced_acc"} <= set(acc.Tags()["scalars"])
     assert {"test/confusion_matrix", "test/roc_pr", "test/reliability"} <= set(acc.Tags()["images"])
+    for name in ("confusion_matrix", "roc_pr", "reliability"):  # TensorBoard shows the saved PNG
+        (event,) = acc.Images(f"test/{name}")
+        shown = np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
+        saved = np.asarray(Image.open(run / "figures" / f"{name}.png").convert("RGB"))
+        assert np.array_equal(shown, saved), name
     card = (trained.best.parent / "model_card.md").read_text()
     assert "## Operating point" in card and "confusion_matrix.png" in card
     assert checkpoint_metadata(trained.best)["data"]["fingerprint"] in card
