@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 from trainer.checkpoint.read import checkpoint_metadata, load_checkpoint
 from trainer.errors import CheckpointError
@@ -21,6 +22,12 @@ def events(run: Path) -> EventAccumulator:
     acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "histograms": 0})
     acc.Reload()
     return acc
+
+
+def graph_events(run: Path) -> int:
+    """Model graphs written in all of the run's event files (each Trainer run opens one)."""
+    files = (run / "tensorboard").glob("events.out.tfevents.*")
+    return sum(e.HasField("graph_def") for f in files for e in EventFileLoader(str(f)).Load())
 
 
 def test_debug_fast_runs_every_stage(tiny_cfg) -> None:
@@ -82,6 +89,8 @@ def test_tensorboard_has_the_promised_tags(trained) -> None:
     assert {"samples/train", "samples/val"} <= set(tags["images"])
     assert any(t.startswith("weights/") for t in tags["histograms"])
     assert tags["graph"]
+    # traced once, at fit's start: testing the best checkpoint (a second Trainer run) adds none
+    assert graph_events(run) == 1
     hparams = [t for t in tags["tensors"] if "hparams" in t] + [
         t for t in tags.get("scalars", []) if t.startswith("hparams/")
     ]
