@@ -15,8 +15,12 @@ schedule, no augmentation; it tests the weights of its last epoch. Ours tests it
 
     python scripts/bench/bench_folder.py                  # the three sets, about 6 minutes on 2 cores
     python scripts/bench/bench_folder.py --sets lfw --repeats 3
+    python scripts/bench/bench_folder.py --sets digits --input-size 64 --repeats 2   # longer runs
+``--input-size N`` gives ours ``model.input_size=N`` (and so the loop too): not the bar's "nothing
+else", but a probe of where the ratio goes when training, not start-up, takes the time.
 Writes ``<out>/folder.json``: {"rows": [{"set", "ours_test_acc", "raw_test_acc", "ours_seconds",
-"raw_seconds", "input_size", "epochs"}]}.
+"raw_seconds", "input_size", "epochs", "pairs_seconds"}]}: the medians of the
+pairs, and each pair's [ours, loop] seconds.
 """
 
 from __future__ import annotations
@@ -80,7 +84,9 @@ def make_set(name: str, out: Path) -> Path:
     raise SystemExit(f"--sets: unknown set '{name}' (lfw, textures, digits)")
 
 
-def run_ours(root: Path, run_dir: Path) -> tuple[float, float, int, int]:
+def run_ours(
+    root: Path, run_dir: Path, input_size: int | None = None
+) -> tuple[float, float, int, int]:
     """The whole ``python train.py data=folder data.root=ROOT`` process: (test acc, seconds,
     input size, epochs trained)."""
     cmd = [
@@ -90,12 +96,15 @@ def run_ours(root: Path, run_dir: Path) -> tuple[float, float, int, int]:
         f"data.root={root}",
         f"hydra.run.dir={run_dir}",
         "history.path=null",  # a benchmark: the user's run history stays theirs
+        *([f"model.input_size={input_size}"] if input_size is not None else []),
     ]
     start = time.perf_counter()
     log = run_dir.parent / f"{run_dir.name}.log"
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
-        subprocess.run(cmd, cwd=ROOT, env=_env(), check=True, stdout=out, stderr=subprocess.STDOUT)
+        done = subprocess.run(cmd, cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise SystemExit(f"python train.py failed (exit {done.returncode}) on {root}: see {log}")
     seconds = time.perf_counter() - start
     metrics = json.loads((run_dir / "metrics.json").read_text())["metrics"]
     import torch
@@ -109,10 +118,12 @@ def run_raw(root: Path, backbone: str, size: int, epochs: int) -> tuple[float, f
     """This script's ``--raw`` loop in a process of its own: (test acc, seconds)."""
     cmd = [sys.executable, __file__, "--raw", str(root), backbone, str(size), str(epochs)]
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, env=_env(), check=True, capture_output=True, text=True)
-    return float(json.loads(done.stdout.strip().splitlines()[-1])["test_acc"]), (
-        time.perf_counter() - start
-    )
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"the loop failed (exit {done.returncode}) on {root}: {last}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["test_acc"]), seconds
 
 
 def raw_loop(root: Path, backbone: str, size: int, epochs: int, batch: int = 32) -> float:
@@ -182,8 +193,13 @@ def main() -> int:
     p.add_argument("--sets", nargs="+", default=["lfw", "textures", "digits"])
     p.add_argument("--repeats", type=int, default=1, help="pairs of runs; the median is kept")
     p.add_argument("--backbone", default="resnet10t", help="configs/model's default")
+    p.add_argument(
+        "--input-size", type=int, default=None, help="model.input_size for ours (default: auto)"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark")
     args = p.parse_args()
+    if args.input_size is not None and args.input_size < 1:
+        p.error(f"--input-size {args.input_size}: give a side in pixels >= 1, or leave it out")
 
     rows = []
     for name in args.sets:
@@ -191,7 +207,7 @@ def main() -> int:
         pairs = []
         for repeat in range(args.repeats):
             ours_acc, ours_s, size, epochs = run_ours(
-                root, args.out / "folder_runs" / f"{name}_{repeat}"
+                root, args.out / "folder_runs" / f"{name}_{repeat}", args.input_size
             )
             raw_acc, raw_s = run_raw(root, args.backbone, size, epochs)
             pairs.append((ours_acc, raw_acc, ours_s, raw_s))
@@ -205,6 +221,7 @@ def main() -> int:
                 "raw_seconds": round(raw_s, 1),
                 "input_size": size,
                 "epochs": epochs,
+                "pairs_seconds": [[round(o, 1), round(r, 1)] for _, _, o, r in pairs],
             }
         )
         print(json.dumps(rows[-1]), flush=True)

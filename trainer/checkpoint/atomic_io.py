@@ -12,10 +12,10 @@ plugin: best and last checkpoints, and Lightning's ``hpc_ckpt_N.ckpt`` on SLURM.
 In training (``with_atomic_io``) a single-process run writes in the background: the checkpoint's
 tensors are copied to host memory on the training thread (a snapshot of that moment; a file
 written from a GPU run then holds CPU tensors, which every loader here maps anyway), and one
-writer thread serialises and fsyncs it while the next epoch trains. Why not Lightning's ``AsyncCheckpointIO``: it cannot wait
-for one file (removing the previous best would wait for every write) and it has no wait short of
-its teardown, which callbacks reading the best checkpoint in ``on_train_end`` need
-(``wait_for_checkpoints``). Reads, removals and the Trainer's teardown wait for pending writes;
+writer thread serialises and fsyncs it while the next epoch trains. Why not Lightning's
+``AsyncCheckpointIO``: it cannot wait for one file (removing the previous best would wait for
+every write) and it has no wait short of its teardown, which callbacks reading the best
+checkpoint in ``on_train_end`` need (``wait_for_checkpoints``). Reads, removals and the Trainer's teardown wait for pending writes;
 a failed write raises at the next save or wait. Under DDP every save is synchronous: other ranks
 read the best checkpoint right after rank 0 writes it.
 """
