@@ -77,6 +77,7 @@ def test_debug_fast_from_the_command_line(tmp_path: Path) -> None:
         (["scripts/studies/recipe_sweep.py", "nope"], "unknown recipes ['nope']"),
         (["scripts/studies/recipe_sweep.py", "--parallel", "0"], "--parallel must be 1 or more"),
         (["scripts/bench/benchmark.py", "--gpu-parts", "ratoi"], "unknown parts ['ratoi']"),
+        (["scripts/bench/memory_bound.py", "--backbones", "resnet10t"], "give a timm model name"),
     ],
 )
 def test_benchmark_scripts_refuse_bad_options(args: list[str], needle: str) -> None:

@@ -38,6 +38,7 @@ from trainer.utils.distributed import (
 from trainer.utils.instantiate import instantiate_group
 from trainer.utils.lineage import lineage
 from trainer.utils.loggers import tensorboard_logger
+from trainer.utils.memory import check_training_fits
 from trainer.utils.rich_utils import console, print_config_tree, print_metrics_table
 from trainer.utils.wandb_logger import finish_run
 
@@ -167,6 +168,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer = build_trainer(cfg, callbacks, loggers, model)
     model.run_metadata["batch"] = apply_batch_rule(cfg, trainer, model)
     check_freeze_under_ddp(trainer, model)
+    if cfg.get("train"):  # before the first batch: a step too big is killed with no message
+        check_training_fits(trainer, model, int(cfg.data.batch_size))
     output_dir = Path(cfg.paths.output_dir)
     if trainer.is_global_zero:
         console.print(f"Run folder: [bold]{output_dir}[/bold]", soft_wrap=True)
