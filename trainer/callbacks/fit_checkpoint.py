@@ -3,18 +3,18 @@
 Lightning's ModelCheckpoint skips a save when the global step (the count of optimizer steps) has
 not moved since its last save, and starts as if it had saved at step 0; a model that takes no
 optimizer step is then never saved. This one counts epochs as progress for such a model and
-behaves as Lightning's for any other.
+behaves as BestCheckpoint (Lightning's, ties broken) for any other.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch.callbacks import ModelCheckpoint
+from trainer.callbacks.best_checkpoint import BestCheckpoint
 
 
-class FitCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that also saves models whose ``global_step`` stays 0."""
+class FitCheckpoint(BestCheckpoint):
+    """BestCheckpoint that also saves models whose ``global_step`` stays 0."""
 
     _saved_epoch: int | None = None
 
