@@ -88,7 +88,7 @@ def test_a_subset_of_callbacks_composes_just_those(tmp_path: Path) -> None:
     # the experiment's `callbacks.early_stopping.patience` lands even where the callback is not
     # chosen: without a _target_ it builds nothing
     assert _built(compose_cfg(["callbacks=[model_checkpoint,rng_state]"], tmp_path)) == [
-        "ModelCheckpoint",
+        "BestCheckpoint",
         "RngState",
     ]
 
