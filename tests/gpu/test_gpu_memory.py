@@ -20,5 +20,5 @@ def test_free_gpu_memory_is_cudas_own_figure() -> None:
 
 
 def test_a_step_beyond_the_gpu_is_refused() -> None:
-    with pytest.raises(ConfigError, match="of GPU memory free"):
+    with pytest.raises(ConfigError, match="of GPU memory is free for it"):
         check_step_fits(small_net()[:2], (3, 512, 512), 10**6, torch.device("cuda", 0))

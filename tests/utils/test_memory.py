@@ -62,13 +62,44 @@ def test_free_memory_is_read_from_the_kernels_files(tmp_path: Path) -> None:
     meminfo.write_text(
         "MemTotal: 9000 kB\nMemFree: 100 kB\nMemAvailable: 1000 kB\nSwapFree: 24 kB\n"
     )
-    assert memory._meminfo_free(meminfo) == 1024 * 1024
-    (tmp_path / "memory.max").write_text("3145728\n")
-    (tmp_path / "memory.current").write_text("1048576\n")
-    assert memory._cgroup_free(tmp_path) == 2 * 1024 * 1024
-    (tmp_path / "memory.max").write_text("max\n")
-    assert memory._cgroup_free(tmp_path) is None
-    assert memory._meminfo_free(tmp_path / "absent") is None
+    assert memory._meminfo(meminfo) == (1000 * 1024, 24 * 1024)
+    assert memory._meminfo(tmp_path / "absent") is None
+
+
+def test_cgroup_limits_cap_it_wherever_they_are_set(tmp_path: Path) -> None:
+    mib, swap_free = 2**20, 5 * 2**20
+    membership = tmp_path / "self_cgroup"
+
+    def ceiling() -> int | None:
+        return memory._cgroup_ceiling(swap_free, tmp_path / "cg", membership)
+
+    # v2, a SLURM job's cgroup inside its user's: the tighter level counts
+    job = tmp_path / "cg" / "user" / "job_7"
+    job.mkdir(parents=True)
+    membership.write_text("0::/user/job_7\n")
+    (job.parent / "memory.max").write_text(f"{8 * mib}\n")
+    (job.parent / "memory.swap.max").write_text("0\n")  # no swap: the RAM limit is all
+    (job / "memory.max").write_text("max\n")
+    assert ceiling() == 8 * mib
+    (job / "memory.max").write_text(f"{2 * mib}\n")  # swap.max absent here: any free swap
+    assert ceiling() == 2 * mib + swap_free
+    (job / "memory.swap.max").write_text(f"{mib}\n")
+    assert ceiling() == 3 * mib  # 2 MiB and 1 MiB of swap, under the user's 8 MiB
+    # usage is not subtracted: page cache in memory.current is given back on demand
+    (job / "memory.current").write_text(f"{2 * mib}\n")
+    assert ceiling() == 3 * mib
+    # v1: the memory controller's own tree; memsw.limit counts RAM and swap together
+    v1 = tmp_path / "cg" / "memory" / "slurm" / "job_8"
+    v1.mkdir(parents=True)
+    membership.write_text("4:memory:/slurm/job_8\n3:cpuset:/\n0::/\n")
+    (tmp_path / "cg" / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (v1 / "memory.limit_in_bytes").write_text(f"{4 * mib}\n")
+    assert ceiling() == 4 * mib + swap_free
+    (v1 / "memory.memsw.limit_in_bytes").write_text(f"{6 * mib}\n")
+    assert ceiling() == 6 * mib
+    membership.write_text("0::/\n")  # the root cgroup: no limit
+    assert ceiling() is None
+    assert memory._cgroup_ceiling(0, tmp_path / "cg", tmp_path / "absent") is None
 
 
 def test_a_step_beyond_this_machine_is_refused_with_the_settings_to_lower() -> None:

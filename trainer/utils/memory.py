@@ -80,35 +80,76 @@ def _eager() -> contextlib.AbstractContextManager:
 
 
 def available_bytes(device: torch.device) -> int | None:
-    """Memory a new allocation can take on ``device`` (RAM and swap on a CPU, capped by the
-    cgroup's limit under a container or SLURM); None where nothing says."""
+    """Memory a new allocation can take on ``device`` at the most: a CPU's available RAM and
+    free swap, capped by the cgroups' limits (a container's, a SLURM job's); a GPU's free memory.
+    None where nothing says."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
     if device.type != "cpu":
         return None
-    free = _meminfo_free()
-    cgroup = _cgroup_free()
-    known = [b for b in (free, cgroup) if b is not None]
-    return min(known) if known else None
+    meminfo = _meminfo()
+    if meminfo is None:
+        return None
+    available, swap_free = meminfo
+    ceiling = _cgroup_ceiling(swap_free=swap_free)
+    return available + swap_free if ceiling is None else min(available + swap_free, ceiling)
 
 
-def _meminfo_free(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+def _meminfo(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int] | None:
+    """(MemAvailable, SwapFree) in bytes."""
     try:
         fields = dict(line.split(":", 1) for line in meminfo.read_text().splitlines())
-        kib = int(fields["MemAvailable"].split()[0]) + int(fields["SwapFree"].split()[0])
+        return tuple(int(fields[k].split()[0]) * 1024 for k in ("MemAvailable", "SwapFree"))
     except (OSError, KeyError, ValueError):
         return None
-    return kib * 1024
 
 
-def _cgroup_free(root: Path = Path("/sys/fs/cgroup")) -> int | None:
+def _limit(path: Path) -> int | None:
+    """A cgroup limit file in bytes; None for no limit ("max", v1's ~2^63, or no file)."""
     try:
-        limit = (root / "memory.max").read_text().strip()
-        if limit == "max":
-            return None
-        return max(0, int(limit) - int((root / "memory.current").read_text()))
-    except (OSError, ValueError):
+        text = path.read_text().strip()
+    except OSError:
         return None
+    return int(text) if text.isdigit() and int(text) < 2**60 else None
+
+
+def _cgroup_ceiling(
+    swap_free: int,
+    root: Path = Path("/sys/fs/cgroup"),
+    membership: Path = Path("/proc/self/cgroup"),
+) -> int | None:
+    """The most memory this process's cgroups (v2 or v1) let it hold, RAM limit plus the swap
+    they allow, the tightest from its own cgroup up to the root; None where none sets a limit.
+    A limit, not limit minus usage: usage counts page cache the kernel gives back on demand, so
+    a refusal stays a certainty."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return None
+    ceilings = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: memory.max, and memory.swap.max on top of it
+            base, ram, swap = root, "memory.max", "memory.swap.max"
+        elif "memory" in controllers.split(","):  # v1: memsw counts RAM and swap together
+            base, ram, swap = root / "memory", "memory.limit_in_bytes", None
+        else:
+            continue
+        group = base / path.strip().lstrip("/")
+        for folder in [group, *group.parents]:
+            limit = _limit(folder / ram)
+            if limit is not None:
+                if swap is None:
+                    both = _limit(folder / "memory.memsw.limit_in_bytes")
+                    ceilings.append(both if both is not None else limit + swap_free)
+                else:
+                    allowed = _limit(folder / swap)
+                    ceilings.append(
+                        limit + min(swap_free, allowed if allowed is not None else swap_free)
+                    )
+            if folder == base:
+                break
+    return min(ceilings) if ceilings else None
 
 
 def check_step_fits(
@@ -141,8 +182,8 @@ def check_step_fits(
     shared = f" for {processes} processes" if processes > 1 else ""
     raise ConfigError(
         f"model.input_size={input_shape[-1]}, data.batch_size={batch}: one training step needs "
-        f"at least {need / 2**30:.1f} GiB{shared}, and this machine has {have / 2**30:.1f} GiB "
-        f"of {where} free; {remedy}"
+        f"at least {need / 2**30:.1f} GiB{shared}, and at most {have / 2**30:.1f} GiB of {where} "
+        f"is free for it; {remedy}"
     )
 
 
