@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,10 +97,25 @@ def test_cgroup_limits_cap_it_wherever_they_are_set(tmp_path: Path) -> None:
     (v1 / "memory.limit_in_bytes").write_text(f"{4 * mib}\n")
     assert ceiling() == 4 * mib + swap_free
     (v1 / "memory.memsw.limit_in_bytes").write_text(f"{6 * mib}\n")
-    assert ceiling() == 6 * mib
+    assert ceiling() == 6 * mib  # 4 MiB + 5 MiB of free swap, but RAM and swap capped at 6
+    (v1 / "memory.memsw.limit_in_bytes").write_text(f"{20 * mib}\n")
+    assert ceiling() == 9 * mib  # the swap that is free caps it here
+    membership.write_text("garbage\n4:memory:/slurm/job_8\n")  # an odd line is skipped
+    assert ceiling() == 9 * mib
     membership.write_text("0::/\n")  # the root cgroup: no limit
     assert ceiling() is None
     assert memory._cgroup_ceiling(0, tmp_path / "cg", tmp_path / "absent") is None
+
+
+def test_shares_of_ram_are_taken_of_the_cgroup_limit(monkeypatch) -> None:
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    monkeypatch.setattr(memory, "_cgroup_ceiling", lambda swap_free: None)
+    assert memory.physical_memory() == machine
+    seen = []
+    monkeypatch.setattr(
+        memory, "_cgroup_ceiling", lambda swap_free: seen.append(swap_free) or 2**20
+    )
+    assert memory.physical_memory() == 2**20 and seen == [0]  # RAM only: no swap in a share
 
 
 def test_a_step_beyond_this_machine_is_refused_with_the_settings_to_lower() -> None:

@@ -15,8 +15,8 @@ written from a GPU run then holds CPU tensors, which every loader here maps anyw
 writer thread serialises and fsyncs it while the next epoch trains. Why not Lightning's
 ``AsyncCheckpointIO``: it cannot wait for one file (removing the previous best would wait for
 every write) and it has no wait short of its teardown, which callbacks reading the best
-checkpoint in ``on_train_end`` need (``wait_for_checkpoints``). Reads, removals and the Trainer's teardown wait for pending writes;
-a failed write raises at the next save or wait. Under DDP every save is synchronous: other ranks
+checkpoint in ``on_train_end`` need (``wait_for_checkpoints``). Reads, removals and the
+Trainer's teardown wait for pending writes; a failed write raises at the next save or wait. Under DDP every save is synchronous: other ranks
 read the best checkpoint right after rank 0 writes it.
 """
 

@@ -27,6 +27,7 @@ from trainer.data.sampler import (
     loader_generator,
 )
 from trainer.errors import ConfigError, DataError
+from trainer.utils.memory import physical_memory
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("auto", "shuffle", "balanced")  # data.sampler
@@ -424,14 +425,6 @@ def _unpadded_sampler(dataset: Any, split: str, world: int, rank: int) -> Any:
             f"data.{split}_fraction) or run on fewer devices"
         )
     return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
-
-
-def physical_memory() -> int:
-    """This machine's memory in bytes (0 where the OS does not say: nothing is then cached)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 class PCBDataModule(ImageFolderDataModule):

@@ -266,7 +266,7 @@ class PatchCore(L.LightningModule):
 
     def _check_bank_size(self) -> None:
         """Refuse, before extraction, a bank whose features would not fit in memory."""
-        from trainer.data.datamodule import physical_memory
+        from trainer.utils.memory import physical_memory
 
         trainer = self.trainer
         images = int(trainer.num_training_batches) * int(

@@ -4,15 +4,19 @@ On a CPU the kernel kills a process that outgrows memory (exit -9, no message) o
 swaps for hours; on a GPU the step fails deep inside the first batch. Both are a setting's fault
 (``model.input_size``, ``data.batch_size``), so the run measures a lower bound of what one step
 needs and says which to lower. The bound comes from a forward pass on the meta device (shapes, no
-data, milliseconds): every convolution and linear layer keeps its input for the backward pass,
-and every trainable weight gets a gradient. Temporaries, norm layers' saved inputs and the
-optimizer's state come on top, so a refused step could never have run.
+data, milliseconds): every convolution, linear and norm layer with a trainable weight keeps its
+input for the backward pass, and every trainable weight gets a gradient. Temporaries, other saved
+tensors and the optimizer's state come on top, so a refused step could never have run.
+
+``physical_memory`` is the RAM that shares are taken of (the decoded-image cache, PatchCore's
+bank): the machine's, or a container's or SLURM job's cgroup limit where that is lower.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +99,17 @@ def available_bytes(device: torch.device) -> int | None:
     return available + swap_free if ceiling is None else min(available + swap_free, ceiling)
 
 
+def physical_memory() -> int:
+    """RAM this process may hold, in bytes: the machine's, capped by its cgroups' limits (0
+    where the OS does not say: nothing is then cached)."""
+    try:
+        machine = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+    ceiling = _cgroup_ceiling(swap_free=0)
+    return machine if ceiling is None else min(machine, ceiling)
+
+
 def _meminfo(meminfo: Path = Path("/proc/meminfo")) -> tuple[int, int] | None:
     """(MemAvailable, SwapFree) in bytes."""
     try:
@@ -128,6 +143,8 @@ def _cgroup_ceiling(
         return None
     ceilings = []
     for line in lines:
+        if line.count(":") < 2:
+            continue  # not "id:controllers:path"
         _, controllers, path = line.split(":", 2)
         if controllers == "":  # v2: memory.max, and memory.swap.max on top of it
             base, ram, swap = root, "memory.max", "memory.swap.max"
@@ -141,7 +158,8 @@ def _cgroup_ceiling(
             if limit is not None:
                 if swap is None:
                     both = _limit(folder / "memory.memsw.limit_in_bytes")
-                    ceilings.append(both if both is not None else limit + swap_free)
+                    ram_and_swap = limit + swap_free
+                    ceilings.append(ram_and_swap if both is None else min(ram_and_swap, both))
                 else:
                     allowed = _limit(folder / swap)
                     ceilings.append(
